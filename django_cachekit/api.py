@@ -1,0 +1,197 @@
+"""The public functions: a caching decorator and invalidation by tag, model,
+object and pattern."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar, cast
+
+from django.db import DEFAULT_DB_ALIAS, connections, models
+
+from . import core, keys, meta, queries, writes
+from .backends.base import PatternUnsupported
+from .conf import conf
+from .core import cache_disabled
+
+__all__ = [
+    "PatternUnsupported",
+    "cache_disabled",
+    "cached",
+    "invalidate_all",
+    "invalidate_model",
+    "invalidate_object",
+    "invalidate_pattern",
+    "invalidate_tags",
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+_DEFAULT = queries.DEFAULT
+
+
+def _record(tags: list[str], using: str | None) -> None:
+    # Inside a transaction on ``using`` this waits for the commit, like the writes it describes.
+    writes.record(connections[using or DEFAULT_DB_ALIAS], tags)
+
+
+def invalidate_tags(*tags: str, using: str | None = None) -> None:
+    """Make every entry carrying one of ``tags`` a miss."""
+    _record(keys.user_tags(tags), using)
+
+
+def _model_class(model: Any, what: str) -> type[models.Model]:
+    if isinstance(model, type) and issubclass(model, models.Model) and not model._meta.abstract:
+        return model
+    raise TypeError(f"{what}() takes a concrete model class, not {model!r}.")
+
+
+def invalidate_model(model: type[models.Model], using: str | None = None) -> None:
+    """Retire every cached query and object of ``model``; use it after raw SQL run elsewhere."""
+    info = meta.info(_model_class(model, "invalidate_model"))
+    _record([*info.model_tags, *info.rows_tags], using)
+
+
+def invalidate_object(obj: models.Model, using: str | None = None) -> None:
+    """Retire ``obj``'s entry, its ``cache_version`` and the queries of its model."""
+    if not isinstance(obj, models.Model) or obj.pk is None:
+        raise TypeError(f"invalidate_object() takes a saved model instance, not {obj!r}.")
+    info = meta.info(type(obj))
+    pk = info.pk_value(obj.pk)
+    _record([*info.version_tags(pk)[: 2 * len(info.tables)], *info.model_tags], using)
+
+
+def invalidate_all(using: str | None = None) -> None:
+    """Retire every entry django-cachekit has stored, by bumping the global generation."""
+    _record([keys.GLOBAL_TAG], using)
+
+
+def invalidate_pattern(pattern: str) -> int:
+    """Delete entries whose ``cached(key=...)`` name, or tags whose name, match a glob.
+
+    Needs Redis (SCAN and UNLINK); other backends raise ``PatternUnsupported``.
+    Returns how many keys were deleted.
+    """
+    if not isinstance(pattern, str) or not pattern or any(c.isspace() for c in pattern):
+        raise ValueError(f"invalidate_pattern() takes a non-empty glob without spaces, not {pattern!r}.")
+    store = core.runtime().store
+    base = keys.prefix()
+    deleted = store.delete_pattern(f"{base}{_function_schema()}:k:{pattern}")
+    deleted += store.delete_pattern(f"{base}v:u:{pattern}")
+    return deleted
+
+
+def _function_schema() -> str:
+    return keys.digest(f"functions:{conf.VERSION}", size=5)
+
+
+def _stable(value: Any) -> Any:
+    if isinstance(value, models.Model):
+        return (value._meta.label_lower, value.pk)
+    if isinstance(value, (list, tuple)):
+        return type(value).__name__, tuple(_stable(v) for v in value)
+    if isinstance(value, dict):
+        return tuple(sorted((repr(k), _stable(v)) for k, v in value.items()))
+    return value
+
+
+def _depends_tags(depends_on: Iterable[Any]) -> list[str]:
+    tags: list[str] = []
+    for dep in depends_on:
+        if isinstance(dep, models.Model):
+            if dep.pk is None:
+                raise ValueError(f"depends_on takes saved instances; {dep!r} has no primary key.")
+            info = meta.info(type(dep))
+            tags += info.version_tags(info.pk_value(dep.pk))[:-1]
+        else:
+            info = meta.info(_model_class(dep, "cached(depends_on=...)"))
+            tags += [*info.model_tags, *info.rows_tags]
+    return tags
+
+
+def _validate_timeout(timeout: Any) -> None:
+    if timeout is _DEFAULT or timeout is None:
+        return
+    if not isinstance(timeout, int) or isinstance(timeout, bool) or timeout <= 0:
+        raise ValueError(f"cached() timeout must be a positive number of seconds or None, not {timeout!r}.")
+
+
+def cached(
+    timeout: Any = _DEFAULT,
+    tags: Iterable[str] | Callable[..., Iterable[str]] = (),
+    depends_on: Iterable[Any] = (),
+    key: str | Callable[..., str] | None = None,
+) -> Any:
+    """Cache a function's result (cache-aside), invalidated by tags and model writes.
+
+    ``tags`` may be a callable of the function's arguments; ``depends_on`` takes
+    models (any write to them) and instances (any change to that row); ``key``
+    names the entry, as a format string over the arguments or a callable, so
+    ``invalidate_pattern`` can reach it.
+    """
+    if callable(timeout) and not isinstance(timeout, type):
+        return cached()(timeout)
+    _validate_timeout(timeout)
+    if not callable(tags):
+        static_tags = keys.user_tags(tags)
+    if key is not None and not (isinstance(key, str) and key) and not callable(key):
+        raise ValueError(f"cached() key must be a non-empty format string or a callable, not {key!r}.")
+    depends_on = list(depends_on)
+
+    def decorator(func: F) -> F:
+        signature = inspect.signature(func)
+        name = f"{func.__module__}.{func.__qualname__}"
+        dep_tags: list[str] | None = None
+
+        def entry_key(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+            bound = signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            if key is None:
+                described = repr((name, tuple((k, _stable(v)) for k, v in bound.arguments.items())))
+                return f"{keys.prefix()}{_function_schema()}:f:{keys.digest(described)}"
+            given = key(*args, **kwargs) if callable(key) else key.format(**bound.arguments)
+            if not isinstance(given, str) or not given:
+                raise ValueError(f"cached() key for {name} must give a non-empty string, not {given!r}.")
+            return f"{keys.prefix()}{_function_schema()}:k:{keys.safe_part(given) if ' ' in given else given}"
+
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            nonlocal dep_tags
+            if not core.reading():
+                return func(*args, **kwargs)
+            if dep_tags is None:
+                dep_tags = _depends_tags(depends_on)
+            user = keys.user_tags(tags(*args, **kwargs)) if callable(tags) else static_tags
+            entry_tags = (*dep_tags, *user, keys.GLOBAL_TAG)
+            if _written_here(entry_tags):
+                return func(*args, **kwargs)
+            entry = entry_key(args, kwargs)
+            hit, payload, versions = core.lookup(entry, entry_tags, name)
+            if hit:
+                return payload
+            value = func(*args, **kwargs)
+            if versions is not None and _may_store_here():
+                ttl = conf.TIMEOUT if timeout is _DEFAULT else timeout
+                core.store(entry, entry_tags, versions, value, ttl, name)
+            return value
+
+        def invalidate(*args: Any, **kwargs: Any) -> None:
+            core.delete([entry_key(args, kwargs)])
+
+        wrapper.invalidate = invalidate  # type: ignore[attr-defined]
+        wrapper.cache_key = lambda *a, **kw: entry_key(a, kw)  # type: ignore[attr-defined]
+        return cast(F, wrapper)
+
+    return decorator
+
+
+def _written_here(tags: tuple[str, ...]) -> bool:
+    for connection in connections.all(initialized_only=True):
+        pending = writes.pending(connection.alias)
+        if pending and not pending.isdisjoint(tags):
+            return True
+    return False
+
+
+def _may_store_here() -> bool:
+    return all(queries.may_store(c.alias) for c in connections.all(initialized_only=True))

@@ -1,0 +1,109 @@
+"""The store that works with any Django cache backend."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from django.core.cache import BaseCache, caches
+
+
+def fresh_version() -> int:
+    # Random and far from 0 and 1: a version key that was evicted and created
+    # again must never match a stamp taken before.
+    return secrets.randbits(62) + 2
+
+
+@dataclass
+class Expect:
+    """A condition on a tag version for a conditional store.
+
+    ``version`` must be the current value; with ``create`` the key must be
+    absent and is created with ``version``.
+    """
+
+    key: str
+    version: int
+    create: bool = False
+
+
+@dataclass
+class Write:
+    key: str
+    value: bytes
+    timeout: int | None
+    expect: Sequence[Expect]
+
+
+class PatternUnsupported(NotImplementedError):
+    pass
+
+
+class Store:
+    """Tag versions and entries on any Django cache, through its public API."""
+
+    def __init__(self, alias: str) -> None:
+        self.alias = alias
+
+    @property
+    def cache(self) -> BaseCache:
+        return caches[self.alias]
+
+    def describe(self) -> str:
+        backend = type(self.cache)
+        return f"{backend.__module__}.{backend.__qualname__}"
+
+    def fetch(self, keys: Sequence[str], version_keys: Sequence[str]) -> tuple[list[Any], list[int | None]]:
+        """Entries for ``keys`` and versions for ``version_keys`` in one round trip."""
+        found = self.cache.get_many([*keys, *version_keys])
+        entries = [found.get(k) for k in keys]
+        versions = [v if isinstance(v, int) else None for v in (found.get(k) for k in version_keys)]
+        return entries, versions
+
+    def ensure(self, version_keys: Sequence[str], timeout: int) -> list[int | None]:
+        """Create missing version keys at fresh values; return the current versions."""
+        cache = self.cache
+        for key in version_keys:
+            cache.add(key, fresh_version(), timeout)
+        found = cache.get_many(list(version_keys))
+        return [v if isinstance(v, int) else None for v in (found.get(k) for k in version_keys)]
+
+    def set(self, key: str, value: bytes, timeout: int | None) -> None:
+        self.cache.set(key, value, timeout)
+
+    def set_many(self, items: dict[str, bytes], timeout: int | None) -> None:
+        self.cache.set_many(items, timeout)
+
+    def delete_many(self, keys: Sequence[str]) -> None:
+        self.cache.delete_many(list(keys))
+
+    def bump(self, version_keys: Sequence[str], timeout: int, writes: Sequence[Write] = ()) -> int:
+        """Increment existing versions, then store each write whose expectations hold.
+
+        A missing version key is left missing: no entry can be stamped with it,
+        and the next reader creates it at a fresh value. Returns how many writes
+        were stored.
+        """
+        cache = self.cache
+        for key in version_keys:
+            try:
+                cache.incr(key)
+            except ValueError:
+                pass
+        stored = 0
+        for write in writes:
+            current = cache.get_many([e.key for e in write.expect if not e.create])
+            if any(not e.create and current.get(e.key) != e.version for e in write.expect):
+                continue
+            if not all(cache.add(e.key, e.version, timeout) for e in write.expect if e.create):
+                continue
+            cache.set(write.key, write.value, write.timeout)
+            stored += 1
+        return stored
+
+    def delete_pattern(self, pattern: str) -> int:
+        raise PatternUnsupported(
+            f"invalidate_pattern() needs a Redis cache; the cache {self.alias!r} uses {self.describe()}."
+        )

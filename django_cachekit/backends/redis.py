@@ -1,0 +1,175 @@
+"""Redis, talked to directly: django-redis's default client and Django's RedisCache.
+
+Keys go through the cache's own ``make_key`` (prefix, version, key function), so
+they live in the same namespace as the cache's other keys. Entries are stored as
+the bytes django-cachekit encodes; versions as Redis integers.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from django.core.cache import BaseCache, caches
+
+from .base import Store, Write
+
+# Increment the versions that exist (a missing one stays missing), then store
+# each write whose expectations hold. ARGV: tag ttl (ms), number of bumps, then
+# per write: number of expectations, (mode, version) pairs, ttl (ms, 0 = none),
+# value. KEYS: bumps, then per write: entry key and its expectation keys.
+_BUMP = """
+local tag_ttl = tonumber(ARGV[1])
+local nbump = tonumber(ARGV[2])
+for i = 1, nbump do
+  if redis.call('EXISTS', KEYS[i]) == 1 then
+    redis.call('INCR', KEYS[i])
+    redis.call('PEXPIRE', KEYS[i], tag_ttl)
+  end
+end
+local k = nbump + 1
+local a = 3
+local stored = 0
+while a <= #ARGV do
+  local entry = KEYS[k]
+  local n = tonumber(ARGV[a])
+  local ok = true
+  for j = 1, n do
+    local mode = ARGV[a + 2 * j - 1]
+    local version = ARGV[a + 2 * j]
+    local current = redis.call('GET', KEYS[k + j])
+    if mode == 'c' then
+      if current then ok = false end
+    elseif current ~= version then
+      ok = false
+    end
+  end
+  if ok then
+    for j = 1, n do
+      if ARGV[a + 2 * j - 1] == 'c' then
+        redis.call('SET', KEYS[k + j], ARGV[a + 2 * j], 'PX', tag_ttl)
+      end
+    end
+    local ttl = tonumber(ARGV[a + 2 * n + 1])
+    if ttl > 0 then
+      redis.call('SET', entry, ARGV[a + 2 * n + 2], 'PX', ttl)
+    else
+      redis.call('SET', entry, ARGV[a + 2 * n + 2])
+    end
+    stored = stored + 1
+  end
+  k = k + n + 1
+  a = a + 2 * n + 3
+end
+return stored
+"""
+
+# Create each missing version at the given fresh value; return all current values.
+_ENSURE = """
+local ttl = tonumber(ARGV[1])
+local out = {}
+for i, key in ipairs(KEYS) do
+  redis.call('SET', key, ARGV[i + 1], 'NX', 'PX', ttl)
+  out[i] = redis.call('GET', key)
+end
+return out
+"""
+
+_GLOB = re.compile(r"([*?\[\]\\])")
+
+
+def redis_client_for(cache: BaseCache) -> Any | None:
+    """The redis-py client behind ``cache``, or None when it is not plain Redis."""
+    module = type(cache).__module__
+    if module.startswith("django_redis"):
+        client = getattr(cache, "client", None)
+        try:
+            from django_redis.client import DefaultClient, ShardClient
+        except ImportError:  # pragma: no cover
+            return None
+        if isinstance(client, DefaultClient) and not isinstance(client, ShardClient):
+            return client.get_client(write=True)
+        return None
+    if module == "django.core.cache.backends.redis":
+        return cache._cache.get_client(write=True)  # type: ignore[attr-defined]
+    return None
+
+
+def _version(raw: Any) -> int | None:
+    if raw is None:
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        return None
+
+
+class RedisStore(Store):
+    def __init__(self, alias: str, client: Any) -> None:
+        super().__init__(alias)
+        self.client = client
+        self._bump = client.register_script(_BUMP)
+        self._ensure = client.register_script(_ENSURE)
+        self._make_key = caches[alias].make_key
+
+    def fetch(self, keys: Sequence[str], version_keys: Sequence[str]) -> tuple[list[Any], list[int | None]]:
+        make_key = self._make_key
+        raw = self.client.mget([make_key(k) for k in keys] + [make_key(k) for k in version_keys])
+        n = len(keys)
+        return raw[:n], [_version(v) for v in raw[n:]]
+
+    def ensure(self, version_keys: Sequence[str], timeout: int) -> list[int | None]:
+        from .base import fresh_version
+
+        make_key = self._make_key
+        raw = self._ensure(
+            keys=[make_key(k) for k in version_keys],
+            args=[timeout * 1000, *(fresh_version() for _ in version_keys)],
+            client=self.client,
+        )
+        return [_version(v) for v in raw]
+
+    def set(self, key: str, value: bytes, timeout: int | None) -> None:
+        self.client.set(self._make_key(key), value, px=timeout * 1000 if timeout else None)
+
+    def set_many(self, items: dict[str, bytes], timeout: int | None) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        for key, value in items.items():
+            pipe.set(self._make_key(key), value, px=timeout * 1000 if timeout else None)
+        pipe.execute()
+
+    def delete_many(self, keys: Sequence[str]) -> None:
+        if keys:
+            self.client.unlink(*(self._make_key(k) for k in keys))
+
+    def bump(self, version_keys: Sequence[str], timeout: int, writes: Sequence[Write] = ()) -> int:
+        make_key = self._make_key
+        keys = [make_key(k) for k in version_keys]
+        args: list[Any] = [timeout * 1000, len(keys)]
+        for write in writes:
+            keys.append(make_key(write.key))
+            args.append(len(write.expect))
+            for expect in write.expect:
+                keys.append(make_key(expect.key))
+                args.extend(("c" if expect.create else "v", expect.version))
+            args.extend((write.timeout * 1000 if write.timeout else 0, write.value))
+        if not keys:
+            return 0
+        return int(self._bump(keys=keys, args=args, client=self.client))
+
+    def delete_pattern(self, pattern: str) -> int:
+        """UNLINK every key matching ``pattern`` (a glob over django-cachekit's key names)."""
+        marker = "\x00"
+        head, _, tail = str(self._make_key(marker)).partition(marker)
+        match = _GLOB.sub(r"\\\1", head) + pattern + _GLOB.sub(r"\\\1", tail)
+        deleted = 0
+        batch: list[bytes] = []
+        for key in self.client.scan_iter(match=match, count=1000):
+            batch.append(key)
+            if len(batch) >= 500:
+                deleted += self.client.unlink(*batch)
+                batch = []
+        if batch:
+            deleted += self.client.unlink(*batch)
+        return deleted

@@ -1,0 +1,208 @@
+"""What a change to a cached model invalidates beyond its SQL.
+
+The connection hook sees every statement and bumps table, rows and object tags.
+What it cannot see is added here: the tags a model declares from its fields
+(old and new values), the parents it touches, and the fresh entry a save writes
+through after commit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import connections, models
+
+from . import core, keys, meta, writes
+from .meta import ORIGINAL_ATTR, ModelInfo
+
+_MAX_TOUCH_DEPTH = 8
+
+
+def current_values(info: ModelInfo, obj: models.Model) -> tuple[Any, ...]:
+    return tuple(getattr(obj, name) for name in info.watched)
+
+
+def remember(info: ModelInfo, objs: Iterable[models.Model]) -> None:
+    if info.watched:
+        for obj in objs:
+            obj.__dict__[ORIGINAL_ATTR] = current_values(info, obj)
+
+
+def loaded_values(model: type[models.Model], db: str, objs: Sequence[models.Model]) -> list[tuple[Any, ...]]:
+    """The watched values ``objs`` had in the database: from their load, else read now."""
+    info = meta.info(model)
+    known = [obj.__dict__.get(ORIGINAL_ATTR) for obj in objs]
+    unknown = [obj.pk for obj, values in zip(objs, known) if values is None and obj.pk is not None]
+    found: list[tuple[Any, ...]] = [v for v in known if v is not None]
+    if unknown:
+        rows = model._base_manager.using(db).filter(pk__in=unknown).values_list(*info.watched)
+        found.extend(tuple(row) for row in rows)
+    return found
+
+
+def _declared(info: ModelInfo, values: tuple[Any, ...]) -> list[str]:
+    assert info.options is not None
+    mapping = dict(zip(info.watched, values))
+    if "pk" not in mapping and info.pk.attname in mapping:
+        mapping["pk"] = mapping[info.pk.attname]
+    return [keys.user_tag(template.format(**mapping)) for template in info.options.tags]
+
+
+def touch_tags(model: type[models.Model], pk: Any, db: str, depth: int = 0) -> list[str]:
+    """``t:`` tags of ``model``'s row ``pk`` and of the parents it touches in turn."""
+    info = meta.info(model)
+    tags = [keys.touch_tag(table, pk) for table in info.tables]
+    if info.options is None or not info.options.touch or depth >= _MAX_TOUCH_DEPTH:
+        return tags
+    fields = [model._meta.get_field(name) for name in info.options.touch]
+    row = model._base_manager.using(db).filter(pk=pk).values_list(*(f.attname for f in fields)).first()  # type: ignore[union-attr]
+    if row is not None:
+        for field, parent_pk in zip(fields, row):
+            if parent_pk is not None:
+                tags += touch_tags(field.related_model, parent_pk, db, depth + 1)  # type: ignore[arg-type]
+    return tags
+
+
+def _tags(info: ModelInfo, db: str, values: tuple[Any, ...]) -> list[str]:
+    options = info.options
+    if options is None:
+        return []
+    tags = _declared(info, values) if options.tags else []
+    if options.touch:
+        mapping = dict(zip(info.watched, values))
+        for name in options.touch:
+            field = info.model._meta.get_field(name)
+            parent_pk = mapping[field.attname]  # type: ignore[union-attr]
+            if parent_pk is not None:
+                tags += touch_tags(field.related_model, parent_pk, db, 1)  # type: ignore[arg-type]
+    return tags
+
+
+def rows_changed(
+    model: type[models.Model], db: str, before: Iterable[tuple[Any, ...]], after: Iterable[tuple[Any, ...]]
+) -> None:
+    """Invalidate the declared and touch tags of rows that had ``before`` and now have ``after``."""
+    info = meta.info(model)
+    tags: dict[str, None] = {}
+    for values in (*before, *after):
+        tags.update(dict.fromkeys(_tags(info, db, values)))
+    if tags:
+        writes.record(connections[db], tags)
+
+
+def instances_changed(
+    model: type[models.Model], db: str, before: Iterable[tuple[Any, ...]], objs: Iterable[models.Model]
+) -> None:
+    info = meta.info(model)
+    objs = list(objs)
+    rows_changed(model, db, before, [current_values(info, obj) for obj in objs])
+    remember(info, objs)
+
+
+@dataclass
+class SavePlan:
+    before: tuple[Any, ...] | None  # watched values before the save
+    versions: core.Versions | None  # tag versions read before the save, for write-through
+
+
+def before_save(
+    obj: models.Model, using: str, update_fields: Iterable[str] | None, force_insert: Any
+) -> SavePlan:
+    model = type(obj)
+    info = meta.info(model)
+    old = None
+    if info.watched:
+        old = obj.__dict__.get(ORIGINAL_ATTR)
+        if old is None and obj.pk is not None and not force_insert:
+            row = model._base_manager.using(using).filter(pk=obj.pk).values_list(*info.watched).first()
+            old = tuple(row) if row is not None else None
+    versions = None
+    if core.reading() and info.normalizers is not None and _writes_every_column(info, update_fields):
+        if obj._state.adding or obj.pk is None:
+            # An insert: the row's own tags must not exist yet; the others are read now.
+            versions = core.versions((*info.rows_tags, keys.GLOBAL_TAG))
+        else:
+            versions = core.versions(info.object_tags(info.pk_value(obj.pk)))
+    return SavePlan(old, versions)
+
+
+def _writes_every_column(info: ModelInfo, update_fields: Iterable[str] | None) -> bool:
+    if update_fields is None:
+        return True
+    named = set(update_fields)
+    return all(f.primary_key or f.name in named or f.attname in named for f in info.fields)
+
+
+def after_save(obj: models.Model, using: str, plan: SavePlan) -> None:
+    info = meta.info(type(obj))
+    connection = connections[using]
+    if info.watched:
+        new = current_values(info, obj)
+        rows_changed(type(obj), using, [plan.before] if plan.before is not None else [], [new])
+        obj.__dict__[ORIGINAL_ATTR] = new
+    if plan.versions is None:
+        return
+    row = info.saved_row(obj)
+    if row is None:
+        return
+    pk = info.pk_value(obj.pk)
+    tags = info.object_tags(pk)
+    write = writes.WriteThrough(
+        key=info.object_key(using, pk),
+        tags=tags,
+        before=tuple(plan.versions.get(t) for t in tags),
+        payload=row,
+        timeout=info.timeout,
+    )
+    buffer = writes.current(connection)
+    if buffer is None:
+        core.bump([], [write.as_write(set())])
+    else:
+        buffer.add_write(write)
+
+
+def on_delete(sender: type[models.Model], instance: models.Model, using: str, **kwargs: Any) -> None:
+    info = meta.info(sender)
+    if not info.watched:
+        return
+    old = instance.__dict__.get(ORIGINAL_ATTR)
+    rows_changed(sender, using, [old] if old is not None else [], [current_values(info, instance)])
+
+
+def on_m2m_changed(
+    sender: type[models.Model],
+    instance: models.Model,
+    action: str,
+    reverse: bool,
+    model: type[models.Model],
+    pk_set: set[Any] | None,
+    using: str,
+    **kwargs: Any,
+) -> None:
+    """An m2m change alters both sides' ``cache_version`` (the through table's SQL is seen anyway)."""
+    if action not in ("post_add", "post_remove", "pre_clear"):
+        return
+    related = set(pk_set or ())
+    if action == "pre_clear":
+        source, target = _through_fields(sender, type(instance), model, reverse)
+        if source is None or target is None:
+            return
+        related = set(sender._base_manager.using(using).filter(**{source: instance.pk}).values_list(target, flat=True))
+    tags = [keys.touch_tag(table, instance.pk) for table in meta.info(type(instance)).tables]
+    other = meta.info(model)
+    tags += [keys.touch_tag(table, pk) for pk in related for table in other.tables]
+    writes.record(connections[using], tags)
+
+
+def _through_fields(
+    through: type[models.Model], instance_model: type[models.Model], other: type[models.Model], reverse: bool
+) -> tuple[str | None, str | None]:
+    owner = other if reverse else instance_model
+    for field in owner._meta.many_to_many:
+        if field.remote_field.through is through:  # type: ignore[attr-defined]
+            names = (field.m2m_field_name(), field.m2m_reverse_field_name())  # type: ignore[attr-defined]
+            source, target = names[::-1] if reverse else names
+            return source, through._meta.get_field(target).attname  # type: ignore[union-attr]
+    return None, None

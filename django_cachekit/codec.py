@@ -1,0 +1,49 @@
+"""How entries are turned into bytes and back.
+
+An entry is ``(tags, stamp, payload)``: the tags it depends on, their versions
+when its data was read, and the data. Large entries are compressed.
+"""
+
+from __future__ import annotations
+
+import pickle
+import zlib
+from typing import Any
+
+from .conf import conf
+
+_PLAIN = 1
+_ZLIB = 2
+
+
+class CorruptEntry(ValueError):
+    pass
+
+
+def encode(tags: tuple[str, ...], stamp: tuple[int, ...], payload: Any) -> bytes:
+    data = pickle.dumps((tags, stamp, payload), protocol=pickle.HIGHEST_PROTOCOL)
+    limit = conf.COMPRESS_MIN_SIZE
+    if limit and len(data) >= limit:
+        return bytes((_ZLIB,)) + zlib.compress(data, 1)
+    return bytes((_PLAIN,)) + data
+
+
+def decode(raw: Any) -> tuple[tuple[str, ...], tuple[int, ...], Any]:
+    """The entry in ``raw``; anything that does not load raises ``CorruptEntry``."""
+    if not isinstance(raw, bytes) or not raw:
+        raise CorruptEntry(f"not an entry: {type(raw).__name__}")
+    try:
+        body = memoryview(raw)[1:]
+        if raw[0] == _PLAIN:
+            entry = pickle.loads(body)
+        elif raw[0] == _ZLIB:
+            entry = pickle.loads(zlib.decompress(body))
+        else:
+            raise CorruptEntry(f"unknown format byte {raw[0]}")
+    except CorruptEntry:
+        raise
+    except Exception as exc:  # unpickling runs arbitrary code paths: any failure is a miss
+        raise CorruptEntry(f"{type(exc).__name__}: {exc}") from exc
+    if not (isinstance(entry, tuple) and len(entry) == 3):
+        raise CorruptEntry("not a (tags, stamp, payload) tuple")
+    return entry

@@ -1,0 +1,231 @@
+"""The versioned-tag protocol: read an entry with its tags' versions, store it
+stamped with the versions read before the database was queried, bump tags.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any, TypeVar
+
+from . import codec, keys, metrics
+from .backends import get_store
+from .backends.base import Store, Write
+from .breaker import Breaker
+from .conf import conf
+
+logger = logging.getLogger("django_cachekit")
+
+T = TypeVar("T")
+Versions = dict[str, int]
+Found = tuple[bool, Any, "Versions | None"]
+
+_disabled: ContextVar[bool] = ContextVar("django_cachekit_disabled", default=False)
+
+
+@contextmanager
+def cache_disabled() -> Iterator[None]:
+    """Read from the database and store nothing inside the block; writes still invalidate."""
+    token = _disabled.set(True)
+    try:
+        yield
+    finally:
+        _disabled.reset(token)
+
+
+def reading() -> bool:
+    return conf.ENABLED and not _disabled.get()
+
+
+class Runtime:
+    """A cache alias as django-cachekit uses it: its store and its circuit breaker."""
+
+    def __init__(self, alias: str) -> None:
+        self.alias = alias
+        self.breaker = Breaker()
+
+    @property
+    def store(self) -> Store:
+        return get_store(self.alias)
+
+    def call(self, fn: Callable[..., T], *args: Any) -> tuple[bool, T | None]:
+        """Run a store call: ``(True, result)``, or ``(False, None)`` after counting the failure."""
+        try:
+            result = fn(*args)
+        except Exception as exc:  # any cache client error: the database stays the source of truth
+            metrics.record("error", "cache")
+            self.breaker.failure(exc)
+            return False, None
+        self.breaker.success()
+        return True, result
+
+    def usable(self) -> bool:
+        breaker = self.breaker
+        if not breaker.allow():
+            return False
+        if breaker.lost_invalidations:
+            # Bumps were lost while the cache was unreachable: retire every entry first.
+            if not self.call(self.store.bump, keys.version_keys([keys.GLOBAL_TAG]), conf.TAG_TIMEOUT)[0]:
+                return False
+            breaker.lost_invalidations = False
+        return True
+
+
+_runtimes: dict[str, Runtime] = {}
+_lock = threading.Lock()
+
+
+def runtime() -> Runtime:
+    alias = conf.CACHE_ALIAS
+    try:
+        return _runtimes[alias]
+    except KeyError:
+        with _lock:
+            return _runtimes.setdefault(alias, Runtime(alias))
+
+
+def reset() -> None:
+    with _lock:
+        _runtimes.clear()
+
+
+def _validate(raw: Any, versions: Versions, namespace: str) -> tuple[bool, Any]:
+    if raw is None:
+        metrics.record("miss", namespace)
+        return False, None
+    try:
+        entry_tags, entry_stamp, payload = codec.decode(raw)
+        valid = entry_stamp == tuple(versions[t] for t in entry_tags)
+    except codec.CorruptEntry as exc:
+        logger.warning("django-cachekit: unreadable entry in %s treated as a miss: %s", namespace, exc)
+        metrics.record("corrupt", namespace)
+        return False, None
+    except (KeyError, TypeError):  # stamped with tags this read did not fetch: not its entry
+        valid = False
+    if valid:
+        metrics.record("hit", namespace)
+        return True, payload
+    metrics.record("stale", namespace)
+    return False, None
+
+
+def lookup(key: str, tags: Sequence[str], namespace: str) -> Found:
+    """``(hit, payload, versions)`` for one entry, in one round trip when versions exist.
+
+    ``tags`` are all the tags the entry may carry; it is valid when the versions
+    it was stamped with equal the current ones. On a miss, ``versions`` holds
+    what to stamp a fresh value with, or None when nothing may be stored (the
+    cache is unavailable).
+    """
+    rt = runtime()
+    if not rt.usable():
+        metrics.record("bypass", namespace)
+        return False, None, None
+    vkeys = keys.version_keys(tags)
+    _, fetched = rt.call(rt.store.fetch, [key], vkeys)
+    if fetched is None:
+        return False, None, None
+    entries, found = fetched
+    versions: Versions = {t: v for t, v in zip(tags, found) if v is not None}
+    # An entry may carry fewer tags than were fetched, so a missing version
+    # only matters when the entry needs it.
+    hit, payload = _validate(entries[0], versions, namespace)
+    if hit or len(versions) == len(tags):
+        return hit, payload, versions
+    return False, None, _complete(rt, tags, vkeys, found)
+
+
+def lookup_many(items: Sequence[tuple[str, Sequence[str]]], namespace: str) -> list[Found]:
+    """``lookup`` for several entries in one round trip (shared tags are read once)."""
+    if not items:
+        return []
+    rt = runtime()
+    if not rt.usable():
+        metrics.record("bypass", namespace, len(items))
+        return [(False, None, None)] * len(items)
+    all_tags = list(dict.fromkeys(tag for _, tags in items for tag in tags))
+    vkeys = keys.version_keys(all_tags)
+    _, fetched = rt.call(rt.store.fetch, [key for key, _ in items], vkeys)
+    if fetched is None:
+        return [(False, None, None)] * len(items)
+    entries, found = fetched
+    versions: Versions | None = {t: v for t, v in zip(all_tags, found) if v is not None}
+    results = [_validate(raw, versions, namespace) for raw in entries]  # type: ignore[arg-type]
+    if len(versions) < len(all_tags) and not all(hit for hit, _ in results):  # type: ignore[arg-type]
+        versions = _complete(rt, all_tags, vkeys, found)
+    return [(hit, payload, versions) for hit, payload in results]
+
+
+def _complete(rt: Runtime, tags: Sequence[str], vkeys: list[str], found: list[int | None]) -> Versions | None:
+    """Versions with the missing ones created at fresh values; None if the cache failed."""
+    missing = [k for k, v in zip(vkeys, found) if v is None]
+    _, created = rt.call(rt.store.ensure, missing, conf.TAG_TIMEOUT)
+    if created is None or None in created:
+        return None
+    filled = dict(zip(missing, created))
+    return {t: v if v is not None else filled[k] for t, k, v in zip(tags, vkeys, found)}  # type: ignore[misc]
+
+
+def versions(tags: Sequence[str]) -> Versions | None:
+    """Current versions of ``tags``, creating missing ones; None if the cache is unavailable."""
+    rt = runtime()
+    if not rt.usable():
+        return None
+    vkeys = keys.version_keys(tags)
+    _, fetched = rt.call(rt.store.fetch, [], vkeys)
+    if fetched is None:
+        return None
+    found = fetched[1]
+    if None in found:
+        return _complete(rt, tags, vkeys, found)
+    return dict(zip(tags, found))  # type: ignore[arg-type]
+
+
+def stamp(tags: Sequence[str], versions: Versions) -> tuple[int, ...]:
+    return tuple(versions[t] for t in tags)
+
+
+def store(
+    key: str, tags: tuple[str, ...], versions: Versions, payload: Any, timeout: int | None, namespace: str
+) -> None:
+    rt = runtime()
+    if not rt.breaker.allow():
+        return
+    value = codec.encode(tags, stamp(tags, versions), payload)
+    if rt.call(rt.store.set, key, value, timeout)[0]:
+        metrics.record("store", namespace)
+
+
+def store_many(
+    items: Sequence[tuple[str, tuple[str, ...], Versions, Any]], timeout: int | None, namespace: str
+) -> None:
+    rt = runtime()
+    if not items or not rt.breaker.allow():
+        return
+    values = {key: codec.encode(tags, stamp(tags, versions), payload) for key, tags, versions, payload in items}
+    if rt.call(rt.store.set_many, values, timeout)[0]:
+        metrics.record("store", namespace, len(items))
+
+
+def delete(keys_: Sequence[str]) -> None:
+    rt = runtime()
+    if rt.breaker.allow():
+        rt.call(rt.store.delete_many, keys_)
+
+
+def bump(tags: Sequence[str], writes: Sequence[Write] = ()) -> None:
+    """Invalidate ``tags`` now, then store ``writes`` whose expectations hold."""
+    if not tags and not writes:
+        return
+    rt = runtime()
+    if not rt.breaker.allow():
+        rt.breaker.lost_invalidations = True
+        return
+    if not rt.call(rt.store.bump, keys.version_keys(tags), conf.TAG_TIMEOUT, writes)[0]:
+        rt.breaker.lost_invalidations = True
+        return
+    for tag in tags:
+        metrics.record("invalidation", keys.tag_namespace(tag))

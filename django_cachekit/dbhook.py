@@ -1,0 +1,217 @@
+"""Invalidation from the SQL itself.
+
+A wrapper on every database connection (Django's ``execute_wrappers``) reads
+each write statement after it succeeds: INSERT, UPDATE, DELETE, TRUNCATE and
+upserts, whether they come from ``save()``, ``QuerySet.update()``, bulk
+operations, deletion cascades, ``SET_NULL`` or a raw cursor. Every write bumps
+the table's model tag. A write whose WHERE clause names primary keys (``WHERE
+"t"."id" = %s`` or ``IN (...)``) bumps those rows' object tags; any other
+UPDATE or DELETE bumps the table's rows tag, which every object entry of the
+table carries.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from django.db import connections
+from django.db.backends.base.base import BaseDatabaseWrapper
+
+from . import keys, meta, writes
+
+logger = logging.getLogger("django_cachekit")
+
+_IDENT = r'(?:"(?:[^"]|"")+"|`[^`]+`|\[[^\]]+\]|[A-Za-z_][\w$]*)'
+_QNAME = rf"{_IDENT}(?:\s*\.\s*{_IDENT})*"
+_HEAD = re.compile(
+    rf"\s*(?:(?P<insert>INSERT(?:\s+OR\s+\w+)?\s+INTO|REPLACE\s+INTO)|(?P<update>UPDATE(?:\s+OR\s+\w+)?)"
+    rf"|(?P<delete>DELETE\s+FROM)|(?P<truncate>TRUNCATE(?:\s+TABLE)?))\s+(?:ONLY\s+)?(?P<table>{_QNAME})",
+    re.I,
+)
+_WITH = re.compile(r"\s*WITH\b", re.I)
+_ANY_WRITE = re.compile(rf"\b(?:INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+(?:ONLY\s+)?({_QNAME})", re.I)
+_TRUNCATE_LIST = re.compile(rf"\s*,\s*(?:ONLY\s+)?({_QNAME})")
+_UPSERT = re.compile(r"\bON\s+CONFLICT\b|\bON\s+DUPLICATE\s+KEY\b|^\s*(?:REPLACE|INSERT\s+OR\s+REPLACE)\b", re.I)
+_PK_TAIL = re.compile(
+    rf"\s+WHERE\s+(?:(?P<qual>{_IDENT})\s*\.\s*)?(?P<col>{_IDENT})\s*"
+    r"(?:(?P<eq>=\s*%s)|(?P<any>=\s*ANY\s*\(\s*%s\s*\))|IN\s*\((?P<list>\s*%s(?:\s*,\s*%s)*\s*)\))\s*;?\s*\Z",
+    re.I,
+)
+_READ_TABLES = re.compile(r'\b(?:FROM|JOIN)\s+("(?:[^"]|"")+"|`[^`]+`)')
+
+
+def _unquote(name: str) -> str:
+    last = re.split(r"\s*\.\s*(?=[\"`\[A-Za-z_])", name)[-1]
+    if last[:1] in ('"', "`", "["):
+        return last[1:-1].replace('""', '"')
+    return last
+
+
+def read_tables(sql: str) -> set[str]:
+    """The tables a SELECT reads (Django quotes every table name it writes)."""
+    return {_unquote(name) for name in _READ_TABLES.findall(sql)}
+
+
+def _pks(sql: str, params: Any, many: bool, model: Any) -> list[Any] | None:
+    """Primary keys named by a trailing ``WHERE pk = %s`` / ``IN (...)``, else None."""
+    upper = sql.rfind(" WHERE ")
+    start = upper if upper >= 0 else sql.lower().rfind(" where ")
+    if start < 0 or params is None or isinstance(params, dict):
+        return None
+    match = _PK_TAIL.match(sql, start)
+    if match is None:
+        return None
+    pk = model._meta.pk
+    qual = match.group("qual")
+    if _unquote(match.group("col")) != pk.column or (qual is not None and _unquote(qual) != model._meta.db_table):
+        return None
+    count = 1 if match.group("eq") or match.group("any") else match.group("list").count("%s")
+    found: list[Any] = []
+    for param_set in params if many else (params,):
+        values = list(param_set)[-count:]
+        if match.group("any"):
+            if len(values) != 1 or not isinstance(values[0], (list, tuple)):
+                return None
+            values = list(values[0])
+        found.extend(pk.to_python(v) for v in values)
+    return found
+
+
+def _dependents(table: str) -> Iterator[str]:
+    """Tables changed by the database itself when rows of ``table`` are deleted."""
+    seen = {table}
+    todo = [table]
+    while todo:
+        for child, cascades in _db_on_delete().get(todo.pop(), ()):
+            if child not in seen:
+                seen.add(child)
+                yield child
+                if cascades:
+                    todo.append(child)
+
+
+_on_delete_map: dict[str, list[tuple[str, bool]]] | None = None
+
+
+def _db_on_delete() -> dict[str, list[tuple[str, bool]]]:
+    global _on_delete_map
+    if _on_delete_map is None:
+        found: dict[str, list[tuple[str, bool]]] = {}
+        try:
+            from django.db.models.deletion import DB_CASCADE, DatabaseOnDelete  # type: ignore[attr-defined]
+        except ImportError:  # Django < 6.1 has no database-level on_delete
+            _on_delete_map = found
+            return found
+        for table, model in meta.table_models().items():
+            for field in model._meta.concrete_fields:
+                on_delete = getattr(field.remote_field, "on_delete", None)
+                if field.is_relation and isinstance(on_delete, DatabaseOnDelete):
+                    target = field.related_model._meta.db_table  # type: ignore[union-attr]
+                    found.setdefault(target, []).append((table, on_delete is DB_CASCADE))
+        _on_delete_map = found
+    return _on_delete_map
+
+
+def write_tags(sql: str, params: Any = None, many: bool = False) -> list[str]:
+    """The tags a successful write statement invalidates (empty for reads)."""
+    head = _HEAD.match(sql)
+    if head is None:
+        if _WITH.match(sql):
+            return _whole_tables(_unquote(name) for name in _ANY_WRITE.findall(sql))
+        return []
+    table = _unquote(head.group("table"))
+    if head.group("truncate"):
+        names = [table, *(_unquote(n) for n in _TRUNCATE_LIST.findall(sql, head.end()))]
+        if re.search(r"\bCASCADE\b", sql, re.I):
+            names += [child for name in names for child in _dependents(name)]
+        return _whole_tables(names)
+    model = meta.table_models().get(table)
+    if model is None:
+        return []
+    tags = [keys.model_tag(table)]
+    if head.group("insert"):
+        if _UPSERT.search(sql):
+            tags.append(keys.rows_tag(table))
+        return tags
+    try:
+        pks = _pks(sql, params, many, model)
+    except Exception:  # an unexpected parameter shape: fall back to the whole table
+        pks = None
+    if pks is None:
+        tags.append(keys.rows_tag(table))
+    else:
+        tags.extend(keys.object_tag(table, pk) for pk in pks)
+    if head.group("delete"):
+        tags += _whole_tables(_dependents(table))
+    return tags
+
+
+def _whole_tables(tables: Any) -> list[str]:
+    known = meta.table_models()
+    tags: list[str] = []
+    for table in tables:
+        if table in known:
+            tags += (keys.model_tag(table), keys.rows_tag(table))
+    return tags
+
+
+_local = threading.local()
+
+
+@contextmanager
+def recording() -> Iterator[set[str]]:
+    """Collect the tables every SELECT reads inside the block (to check a prediction)."""
+    stack: list[set[str]] = getattr(_local, "stack", None) or []
+    _local.stack = stack
+    found: set[str] = set()
+    stack.append(found)
+    try:
+        yield found
+    finally:
+        stack.pop()
+
+
+def execute_wrapper(execute: Any, sql: Any, params: Any, many: bool, context: dict[str, Any]) -> Any:
+    result = execute(sql, params, many, context)
+    if not isinstance(sql, str):
+        sql = str(sql)
+    try:
+        tags = write_tags(sql, params, many)
+        if tags:
+            writes.record(context["connection"], tags)
+        elif getattr(_local, "stack", None):
+            tables = read_tables(sql)
+            for found in _local.stack:
+                found |= tables
+    except Exception:
+        # The statement already ran; never fail it, but never risk stale data either.
+        logger.exception("django-cachekit: could not analyse a statement; invalidating everything")
+        writes.record(context["connection"], [keys.GLOBAL_TAG])
+    return result
+
+
+def install(connection: BaseDatabaseWrapper, **kwargs: Any) -> None:
+    if execute_wrapper not in connection.execute_wrappers:
+        connection.execute_wrappers.append(execute_wrapper)
+
+
+def install_all() -> None:
+    for connection in connections.all(initialized_only=True):
+        install(connection)
+
+
+def clear() -> None:
+    global _on_delete_map
+    _on_delete_map = None
+
+
+def tables_of(sqls: Sequence[str]) -> set[str]:
+    found: set[str] = set()
+    for sql in sqls:
+        found |= read_tables(sql)
+    return found

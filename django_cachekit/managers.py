@@ -1,0 +1,394 @@
+"""``CachedQuerySet`` and ``CachedManager``: opt-in caching of reads.
+
+``Model.objects.cache()`` marks a queryset as cached. A pristine
+``.get(pk=...)`` and ``in_bulk(ids)`` are served from per-object entries; every
+other read (iteration, ``count``, ``exists``, ``aggregate``, ``values``...) from
+an entry keyed on its SQL and tagged with every table that SQL reads.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from django.db import models, transaction
+from django.db.models.manager import BaseManager
+from django.db.models.query import (
+    FlatValuesListIterable,
+    ModelIterable,
+    NamedValuesListIterable,
+    ValuesIterable,
+    ValuesListIterable,
+)
+
+from . import changes, core, dbhook, keys, meta, queries, writes
+from .queries import DEFAULT, OFF, Spec
+
+_M = TypeVar("_M", bound=models.Model)
+
+_KINDS: dict[type, str] = {
+    ModelIterable: "model",
+    ValuesIterable: "values",
+    ValuesListIterable: "values_list",
+    FlatValuesListIterable: "flat",
+    NamedValuesListIterable: "named",
+}
+_NOT_HANDLED = object()
+
+# Set while a cached queryset runs its prefetches: related cached querysets follow it.
+_inherited: ContextVar[Spec | None] = ContextVar("django_cachekit_prefetch", default=None)
+
+
+def make_spec(timeout: Any = DEFAULT, tags: Iterable[str] | str = ()) -> Spec:
+    if timeout is not DEFAULT and timeout is not None and (
+        not isinstance(timeout, int) or isinstance(timeout, bool) or timeout <= 0
+    ):
+        raise ValueError(f"cache() timeout must be a positive number of seconds or None, not {timeout!r}.")
+    return Spec(timeout, tuple(keys.user_tags(tags)))
+
+
+_pk_names: dict[type[models.Model], frozenset[str]] = {}
+
+
+def _pk_lookups(model: type[models.Model]) -> frozenset[str]:
+    try:
+        return _pk_names[model]
+    except KeyError:
+        pk = model._meta.pk
+        assert pk is not None
+        names = {"pk", pk.name, pk.attname}
+        found = frozenset(names | {f"{n}__exact" for n in names})
+        _pk_names[model] = found
+        return found
+
+
+class CachedQuerySet(models.QuerySet[_M]):
+    _cachekit: Spec | None = None
+
+    def _clone(self) -> CachedQuerySet[_M]:
+        clone: CachedQuerySet[_M] = super()._clone()  # type: ignore[misc]
+        clone._cachekit = self._cachekit
+        return clone
+
+    # -- opting in and out --------------------------------------------------
+
+    def cache(self, timeout: Any = DEFAULT, tags: Iterable[str] | str = ()) -> CachedQuerySet[_M]:
+        """This queryset, read through the cache; ``tags`` let ``invalidate_tags`` reach it."""
+        clone = self._chain()  # type: ignore[attr-defined]
+        clone._cachekit = make_spec(timeout, tags)
+        return clone  # type: ignore[no-any-return]
+
+    def nocache(self) -> CachedQuerySet[_M]:
+        clone = self._chain()  # type: ignore[attr-defined]
+        clone._cachekit = OFF
+        return clone  # type: ignore[no-any-return]
+
+    def _spec(self) -> Spec | None:
+        spec = self._cachekit
+        if spec is None:
+            spec = _inherited.get()
+        if spec is None or spec is OFF or not core.reading():
+            return None
+        return spec
+
+    def _timeout(self, spec: Spec) -> int | None:
+        if spec.timeout is DEFAULT:
+            return meta.info(self.model).timeout
+        return spec.timeout  # type: ignore[no-any-return]
+
+    def _pristine(self) -> bool:
+        """No filter, slice, join or shaping: ``get(pk=...)`` means exactly one row by pk."""
+        q = self.query
+        return (
+            not q.where
+            and q.low_mark == 0
+            and q.high_mark is None
+            and not q.select_related
+            and q.default_cols
+            and not q.annotations
+            and not q.extra
+            and not q.distinct
+            and q.deferred_loading == (frozenset(), True)
+            and not q.select_for_update
+            and not q.combinator
+            and self._iterable_class is ModelIterable
+            and not self._prefetch_related_lookups
+            and not self._known_related_objects  # type: ignore[attr-defined]
+            and getattr(self, "_deferred_filter", None) is None
+        )
+
+    # -- reads ----------------------------------------------------------------
+
+    def get(self, *args: Any, **kwargs: Any) -> _M:
+        if not args and len(kwargs) == 1:
+            spec = self._spec()
+            if spec is not None and self._pristine():
+                ((name, value),) = kwargs.items()
+                if name in _pk_lookups(self.model):
+                    found = self._get_object(spec, value)
+                    if found is not _NOT_HANDLED:
+                        return found  # type: ignore[return-value]
+        return super().get(*args, **kwargs)
+
+    def _get_object(self, spec: Spec, value: Any) -> Any:
+        info = meta.info(self.model)
+        try:
+            pk = info.pk_value(value)
+        except Exception:  # let Django raise its own error for a bad value
+            return _NOT_HANDLED
+        if pk is None:
+            return _NOT_HANDLED
+        db = self.db
+        tags = info.lookup_tags(pk)
+        pending = writes.pending(db)
+        if pending and not pending.isdisjoint(tags):
+            return _NOT_HANDLED
+        key = info.object_key(db, pk)
+        namespace = self.model._meta.label_lower
+        hit, payload, versions = core.lookup(key, tags, namespace)
+        if hit:
+            if payload is None:
+                raise self.model.DoesNotExist(f"{self.model._meta.object_name} matching query does not exist.")
+            if isinstance(payload, tuple) and len(payload) == len(info.attnames):
+                return self._adopt(info.build(db, [payload], self.model))[0]
+        rows = list(self.nocache().filter(pk=pk).values_list(*info.attnames))
+        if versions is not None and queries.may_store(db):
+            if rows:
+                core.store(key, info.object_tags(pk), versions, tuple(rows[0]), self._timeout(spec), namespace)
+            else:
+                core.store(key, tags, versions, None, self._timeout(spec), namespace)
+        if not rows:
+            raise self.model.DoesNotExist(f"{self.model._meta.object_name} matching query does not exist.")
+        return self._adopt(info.build(db, rows, self.model))[0]
+
+    def in_bulk(self, id_list: Iterable[Any] | None = None, *, field_name: str = "pk") -> dict[Any, _M]:
+        spec = self._spec()
+        if spec is None or id_list is None or field_name != "pk" or not self._pristine():
+            return super().in_bulk(id_list, field_name=field_name)
+        info = meta.info(self.model)
+        try:
+            pks = list(dict.fromkeys(info.pk_value(v) for v in id_list))
+        except Exception:
+            return super().in_bulk(id_list, field_name=field_name)
+        if not pks:
+            return {}
+        db = self.db
+        pending = writes.pending(db)
+        if pending and any(not pending.isdisjoint(info.lookup_tags(pk)) for pk in pks):
+            return super().in_bulk(id_list, field_name=field_name)
+        namespace = self.model._meta.label_lower
+        items = [(info.object_key(db, pk), info.lookup_tags(pk)) for pk in pks]
+        found: dict[Any, tuple[Any, ...]] = {}
+        missing: list[tuple[Any, core.Versions | None]] = []
+        for pk, (hit, payload, versions) in zip(pks, core.lookup_many(items, namespace)):
+            if hit and (payload is None or (isinstance(payload, tuple) and len(payload) == len(info.attnames))):
+                if payload is not None:
+                    found[pk] = payload
+            else:
+                missing.append((pk, versions))
+        if missing:
+            pk_index = info.attnames.index(info.pk.attname)
+            fetched = {
+                row[pk_index]: tuple(row)
+                for row in self.nocache().filter(pk__in=[pk for pk, _ in missing]).values_list(*info.attnames)
+            }
+            found.update(fetched)
+            if queries.may_store(db):
+                timeout = self._timeout(spec)
+                stores = [
+                    (
+                        info.object_key(db, pk),
+                        info.object_tags(pk) if pk in fetched else info.lookup_tags(pk),
+                        versions,
+                        fetched.get(pk),
+                    )
+                    for pk, versions in missing
+                    if versions is not None
+                ]
+                core.store_many(stores, timeout, namespace)
+        objs = self._adopt(info.build(db, found.values(), self.model))
+        return {obj.pk: obj for obj in objs}
+
+    def _fetch_all(self) -> None:
+        spec = None
+        if self._result_cache is None:  # type: ignore[has-type]
+            spec = self._spec()
+            if spec is not None:
+                result = self._fetch_cached(spec)
+                if result is not None:
+                    self._result_cache = result
+        if spec is not None and self._prefetch_related_lookups and not self._prefetch_done:  # type: ignore[has-type]
+            token = _inherited.set(spec)
+            try:
+                super()._fetch_all()  # type: ignore[misc]
+            finally:
+                _inherited.reset(token)
+        else:
+            super()._fetch_all()  # type: ignore[misc]
+
+    def _fetch_cached(self, spec: Spec) -> list[Any] | None:
+        kind = _KINDS.get(self._iterable_class)
+        if kind is None or self.query.select_for_update:
+            return None
+        info = meta.info(self.model)
+        rows_mode = kind == "model" and info.plain and self._plain_columns()
+        shape = (kind, rows_mode, self._fields if kind == "named" else None)  # type: ignore[attr-defined]
+        plan = queries.plan(self, spec, "list", shape)
+        if plan is None:
+            return None
+        db = self.db
+        hit, payload, versions = core.lookup(plan.key, plan.tags, plan.namespace)
+        if hit and isinstance(payload, list):
+            if rows_mode:
+                return self._adopt(info.build(db, payload, self.model))
+            return self._adopt(payload) if kind == "model" else payload
+        with dbhook.recording() as seen:
+            if rows_mode:
+                compiler = self.query.get_compiler(using=db)
+                payload = [tuple(row) for row in compiler.results_iter(tuple_expected=True)]
+                result = self._adopt(info.build(db, payload, self.model))
+            else:
+                result = payload = list(self._iterable_class(self))
+        if versions is not None and plan.store and queries.verify(plan, seen):
+            with self._detached(result if kind == "model" and not rows_mode else []):
+                core.store(plan.key, plan.tags, versions, payload, self._timeout(spec), plan.namespace)
+        return result
+
+    def _plain_columns(self) -> bool:
+        """Whether rows hold exactly the model's concrete fields, in order."""
+        q = self.query
+        return bool(
+            q.default_cols
+            and not q.select_related
+            and not q.annotation_select
+            and not q.extra_select
+            and q.deferred_loading == (frozenset(), True)
+            and not q.combinator
+        )
+
+    def _adopt(self, objs: list[Any]) -> list[Any]:
+        """Finish instances read from the cache as ``ModelIterable`` would."""
+        known = self._known_related_objects  # type: ignore[attr-defined]
+        if known:
+            for field, rel_objs in known.items():
+                attnames = [
+                    field.attname if from_field == "self" else self.model._meta.get_field(from_field).attname
+                    for from_field in field.from_fields
+                ]
+                for obj in objs:
+                    if any(name not in obj.__dict__ for name in attnames):
+                        continue
+                    rel_id = tuple(obj.__dict__[n] for n in attnames)
+                    rel_obj = rel_objs.get(rel_id[0] if len(rel_id) == 1 else rel_id)
+                    if rel_obj is not None:
+                        setattr(obj, field.name, rel_obj)
+        fetch_mode = getattr(self, "_fetch_mode", None)  # Django 6.1+
+        if fetch_mode is not None:
+            peers = [weakref.ref(obj) for obj in objs] if fetch_mode.track_peers else None
+            for obj in objs:
+                obj._state.fetch_mode = fetch_mode
+                if peers is not None:
+                    obj._state.peers = peers
+        return objs
+
+    @contextmanager
+    def _detached(self, objs: list[Any]) -> Iterator[None]:
+        """Leave out the caller's own related objects while storing (they are set again on a hit)."""
+        known = self._known_related_objects  # type: ignore[attr-defined]
+        removed = []
+        if known:
+            for field in known:
+                for obj in objs:
+                    if field.is_cached(obj):
+                        removed.append((obj, field, field.get_cached_value(obj)))
+                        field.delete_cached_value(obj)
+        try:
+            yield
+        finally:
+            for obj, field, value in removed:
+                field.set_cached_value(obj, value)
+
+    def _cached_value(self, kind: str, extra: Any, compute: Callable[[], Any]) -> Any:
+        spec = self._spec()
+        plan = queries.plan(self, spec, kind, extra) if spec is not None else None
+        if spec is None or plan is None:
+            return compute()
+        hit, payload, versions = core.lookup(plan.key, plan.tags, plan.namespace)
+        if hit:
+            return payload
+        with dbhook.recording() as seen:
+            value = compute()
+        if versions is not None and plan.store and queries.verify(plan, seen):
+            core.store(plan.key, plan.tags, versions, value, self._timeout(spec), plan.namespace)
+        return value
+
+    def count(self) -> int:
+        if self._result_cache is not None:  # type: ignore[has-type]
+            return len(self._result_cache)  # type: ignore[has-type]
+        return self._cached_value("count", None, super().count)  # type: ignore[no-any-return]
+
+    def exists(self) -> bool:
+        if self._result_cache is not None:  # type: ignore[has-type]
+            return bool(self._result_cache)  # type: ignore[has-type]
+        return self._cached_value("exists", None, super().exists)  # type: ignore[no-any-return]
+
+    def aggregate(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        parent = super()
+        extra = (repr(args), sorted((k, repr(v)) for k, v in kwargs.items()))
+        return self._cached_value("aggregate", extra, lambda: parent.aggregate(*args, **kwargs))  # type: ignore[no-any-return]
+
+    # -- writes ---------------------------------------------------------------
+    # The SQL of every write is seen by the connection hook; these overrides add
+    # what SQL cannot tell: declared tags and touched parents of the rows.
+
+    def update(self, **kwargs: Any) -> int:
+        info = meta.info(self.model)
+        if not info.watched:
+            return super().update(**kwargs)
+        qs = self.nocache()
+        qs._for_write = True  # type: ignore[attr-defined]
+        db = qs.db
+        with transaction.atomic(using=db, savepoint=False):
+            before = list(qs.values_list("pk", *info.watched))
+            updated = super().update(**kwargs)
+            after = self.model._base_manager.using(db).filter(pk__in=[row[0] for row in before])
+            changes.rows_changed(self.model, db, [r[1:] for r in before], [r[1:] for r in after.values_list("pk", *info.watched)])
+        return updated
+
+    def bulk_create(self, objs: Iterable[_M], *args: Any, **kwargs: Any) -> list[_M]:
+        created = super().bulk_create(objs, *args, **kwargs)
+        info = meta.info(self.model)
+        if info.watched:
+            changes.instances_changed(self.model, self.db, [], created)
+        return created
+
+    def bulk_update(self, objs: Iterable[_M], fields: Sequence[str], batch_size: int | None = None) -> int:
+        objs = list(objs)
+        info = meta.info(self.model)
+        if not info.watched:
+            return super().bulk_update(objs, fields, batch_size=batch_size)
+        db = self.db
+        with transaction.atomic(using=db, savepoint=False):
+            before = changes.loaded_values(self.model, db, objs)
+            updated = super().bulk_update(objs, fields, batch_size=batch_size)
+            changes.rows_changed(self.model, db, before, [changes.current_values(info, o) for o in objs])
+            changes.remember(info, objs)
+        return updated
+
+
+class CachedManager(BaseManager.from_queryset(CachedQuerySet)):  # type: ignore[misc]
+    """The default manager of ``CachedModelMixin`` models."""
+
+    def cache(self, timeout: Any = DEFAULT, tags: Iterable[str] | str = ()) -> CachedQuerySet[Any]:
+        qs: CachedQuerySet[Any] = self.get_queryset()
+        if qs._cachekit is None:
+            qs._cachekit = make_spec(timeout, tags)
+            return qs
+        return qs.cache(timeout, tags)
+
+
+if TYPE_CHECKING:  # pragma: no cover
+    _typed: type[models.QuerySet[Any]] = CachedQuerySet

@@ -1,0 +1,290 @@
+"""What django-cachekit knows about each model: tables, tags, schema, CacheMeta."""
+
+from __future__ import annotations
+
+import string
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from django.apps import apps
+from django.db import models
+from django.db.models.base import ModelState
+from django.db.models.fields.files import FileDescriptor
+from django.db.models.query_utils import DeferredAttribute
+from django.db.models.signals import post_init, pre_init
+from django.db.models.fields.related_descriptors import ForeignKeyDeferredAttribute
+
+from . import keys, rows
+from .conf import conf
+
+ORIGINAL_ATTR = "_cachekit_loaded"
+_META_ATTRS = frozenset({"timeout", "tags", "touch", "warm"})
+_PLAIN_DESCRIPTORS = (DeferredAttribute, ForeignKeyDeferredAttribute, FileDescriptor)
+
+
+class CacheMetaError(ValueError):
+    def __init__(self, message: str, check_id: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.check_id = check_id
+        self.hint = hint
+
+
+@dataclass(frozen=True)
+class CacheOptions:
+    timeout: int | None
+    has_timeout: bool
+    tags: tuple[str, ...]
+    touch: tuple[str, ...]
+    warm: Callable[[], Any] | None
+    # attnames the tags and touch read, snapshotted on load to know old values
+    watched: tuple[str, ...]
+
+
+def is_cached_model(model: type[models.Model]) -> bool:
+    return bool(getattr(model, "_cachekit_cached", False)) and not model._meta.abstract
+
+
+def cached_models() -> list[type[models.Model]]:
+    return [model for model in apps.get_models() if is_cached_model(model)]
+
+
+def parse_cache_meta(model: type[models.Model]) -> CacheOptions:
+    cache_meta = getattr(model, "CacheMeta", None)
+    label = model._meta.label
+    attrs = {} if cache_meta is None else {k: v for k, v in vars(cache_meta).items() if not k.startswith("_")}
+    for base in reversed(getattr(cache_meta, "__mro__", ())[1:]):
+        if base is not object:
+            attrs = {**{k: v for k, v in vars(base).items() if not k.startswith("_")}, **attrs}
+    unknown = sorted(set(attrs) - _META_ATTRS)
+    if unknown:
+        raise CacheMetaError(
+            f"{label}.CacheMeta has unknown attribute {unknown[0]!r}.",
+            "django_cachekit.E023",
+            hint=f"CacheMeta understands {', '.join(sorted(_META_ATTRS))}.",
+        )
+    has_timeout = "timeout" in attrs
+    timeout = attrs.get("timeout")
+    if has_timeout and not (timeout is None or (isinstance(timeout, int) and not isinstance(timeout, bool) and timeout > 0)):
+        raise CacheMetaError(
+            f"{label}.CacheMeta.timeout must be a positive integer or None, not {timeout!r}.",
+            "django_cachekit.E020",
+        )
+    opts = model._meta
+    attnames = {f.attname for f in opts.concrete_fields} | {"pk"}
+    tags = attrs.get("tags", ())
+    if isinstance(tags, str) or not isinstance(tags, Sequence) or not all(isinstance(t, str) and t for t in tags):
+        raise CacheMetaError(
+            f"{label}.CacheMeta.tags must be a tuple of non-empty format strings, not {tags!r}.",
+            "django_cachekit.E021",
+            hint='For example tags = ("author:{author_id}",).',
+        )
+    watched: list[str] = []
+    for template in tags:
+        try:
+            names = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+        except ValueError as exc:
+            raise CacheMetaError(
+                f"{label}.CacheMeta.tags has a malformed format string {template!r}: {exc}.",
+                "django_cachekit.E021",
+            ) from None
+        for name in names:
+            if name not in attnames:
+                raise CacheMetaError(
+                    f"{label}.CacheMeta.tags refers to {name!r} in {template!r}, which is not a concrete field attname.",
+                    "django_cachekit.E021",
+                    hint=f"Use one of: {', '.join(sorted(attnames))}.",
+                )
+            watched.append(opts.pk.attname if name == "pk" else name)
+    touch = attrs.get("touch", ())
+    if isinstance(touch, str) or not isinstance(touch, Sequence):
+        raise CacheMetaError(
+            f"{label}.CacheMeta.touch must be a tuple of foreign key names, not {touch!r}.",
+            "django_cachekit.E022",
+        )
+    for name in touch:
+        try:
+            field = opts.get_field(name)
+        except Exception:
+            field = None
+        if field is None or not (field.many_to_one or field.one_to_one) or not field.concrete:
+            raise CacheMetaError(
+                f"{label}.CacheMeta.touch names {name!r}, which is not a foreign key of {label}.",
+                "django_cachekit.E022",
+                hint="touch lists ForeignKey or OneToOneField names whose targets count as changed.",
+            )
+        watched.append(field.attname)  # type: ignore[union-attr]
+    warm = attrs.get("warm")
+    if warm is not None and not callable(warm):
+        raise CacheMetaError(
+            f"{label}.CacheMeta.warm must be callable, not {warm!r}.",
+            "django_cachekit.E024",
+        )
+    if isinstance(warm, (staticmethod, classmethod)):
+        warm = warm.__get__(None, model)
+    return CacheOptions(
+        timeout=timeout,
+        has_timeout=has_timeout,
+        tags=tuple(tags),
+        touch=tuple(touch),
+        warm=warm,
+        watched=tuple(dict.fromkeys(watched)),
+    )
+
+
+class ModelInfo:
+    """Derived, per-model facts, computed once per model and settings."""
+
+    def __init__(self, model: type[models.Model]) -> None:
+        opts = model._meta
+        concrete = opts.concrete_model
+        assert concrete is not None
+        copts = concrete._meta
+        self.model = model
+        self.concrete = concrete
+        self.table = copts.db_table
+        self.tables = (copts.db_table, *(parent._meta.db_table for parent in copts.get_parent_list()))
+        self.pk = copts.pk
+        self.fields = tuple(copts.concrete_fields)
+        self.attnames = tuple(f.attname for f in self.fields)
+        self.options = parse_cache_meta(model) if is_cached_model(model) else None
+        self.watched = self.options.watched if self.options else ()
+        self.watched_idx = tuple(self.attnames.index(name) for name in self.watched)
+        self.rows_tags = tuple(keys.rows_tag(t) for t in self.tables)
+        self.model_tags = tuple(keys.model_tag(t) for t in self.tables)
+        self.schema = keys.digest(
+            repr(
+                (
+                    conf.VERSION,
+                    copts.label_lower,
+                    self.tables,
+                    [(f.attname, f.column, type(f).__module__, type(f).__qualname__, f.null) for f in self.fields],
+                )
+            ),
+            size=5,
+        )
+        self.normalizers = rows.normalizers(self.fields)
+        self.plain = (
+            model.__init__ is models.Model.__init__
+            and getattr(model.from_db, "__func__", None) in _stock_from_db()
+            and all(isinstance(getattr(model, name, None), _PLAIN_DESCRIPTORS) for name in self.attnames)
+        )
+
+    @property
+    def timeout(self) -> int | None:
+        if self.options is not None and self.options.has_timeout:
+            return self.options.timeout
+        return conf.TIMEOUT
+
+    def pk_value(self, value: Any) -> Any:
+        """The pk as Python sees it after a round trip through the database."""
+        return self.pk.to_python(value)
+
+    def object_key(self, db: str, pk: Any) -> str:
+        return f"{keys.prefix()}{self.schema}:o:{db}:{keys.safe_part(pk)}"
+
+    def object_tags(self, pk: Any) -> tuple[str, ...]:
+        part = keys.safe_part(pk)
+        return (*(f"o:{t}:{part}" for t in self.tables), *self.rows_tags, keys.GLOBAL_TAG)
+
+    def lookup_tags(self, pk: Any) -> tuple[str, ...]:
+        """Tags an object entry may carry: a missing row's entry also carries the
+        model tags, since an insert bumps only those."""
+        return (*self.object_tags(pk), *self.model_tags)
+
+    def version_tags(self, pk: Any) -> tuple[str, ...]:
+        """Tags whose versions make up ``cache_version``: the row and what touches it."""
+        part = keys.safe_part(pk)
+        return (
+            *(f"o:{t}:{part}" for t in self.tables),
+            *(f"t:{t}:{part}" for t in self.tables),
+            *self.rows_tags,
+            keys.GLOBAL_TAG,
+        )
+
+    def saved_row(self, obj: models.Model) -> tuple[Any, ...] | None:
+        if self.normalizers is None:
+            return None
+        return rows.saved_row(obj, self.attnames, self.normalizers)
+
+    def build(self, db: str, rows: Iterable[Sequence[Any]], model: type[models.Model] | None = None) -> list[Any]:
+        """Model instances from full rows, as ``from_db`` would make them."""
+        cls = model or self.model
+        watched = self.watched_idx
+        if not self.plain or pre_init.has_listeners(cls) or post_init.has_listeners(cls):
+            out = []
+            for row in rows:
+                obj = cls.from_db(db, None, row)
+                if watched and ORIGINAL_ATTR not in obj.__dict__:
+                    obj.__dict__[ORIGINAL_ATTR] = tuple(row[i] for i in watched)
+                out.append(obj)
+            return out
+        names = self.attnames
+        new = cls.__new__
+        out = []
+        for row in rows:
+            obj = new(cls)
+            state = ModelState()
+            state.adding = False
+            state.db = db
+            values = dict(zip(names, row))
+            values["_state"] = state
+            if watched:
+                values[ORIGINAL_ATTR] = tuple(row[i] for i in watched)
+            obj.__dict__ = values
+            out.append(obj)
+        return out
+
+
+_stock: tuple[Any, ...] | None = None
+
+
+def _stock_from_db() -> tuple[Any, ...]:
+    global _stock
+    if _stock is None:
+        from .models import CachedModelMixin
+
+        _stock = (models.Model.from_db.__func__, CachedModelMixin.from_db.__func__)  # type: ignore[attr-defined]
+    return _stock
+
+
+_infos: dict[type[models.Model], ModelInfo] = {}
+_lock = threading.Lock()
+
+
+def info(model: type[models.Model]) -> ModelInfo:
+    try:
+        return _infos[model]
+    except KeyError:
+        pass
+    computed = ModelInfo(model)
+    with _lock:
+        return _infos.setdefault(model, computed)
+
+
+def clear() -> None:
+    global _tables
+    _infos.clear()
+    _tables = None
+
+
+# table name -> the concrete model that owns it (auto-created m2m tables included)
+_tables: dict[str, type[models.Model]] | None = None
+
+
+def table_models() -> dict[str, type[models.Model]]:
+    global _tables
+    if _tables is None:
+        found: dict[str, type[models.Model]] = {}
+        for model in apps.get_models(include_auto_created=True):
+            if model._meta.proxy:
+                continue
+            found.setdefault(model._meta.db_table, model)
+        _tables = found
+    return _tables
+
+
+def clear_tables() -> None:
+    global _tables
+    _tables = None

@@ -1,0 +1,92 @@
+"""``CachedModelMixin``: the abstract model that makes a model cacheable."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, ClassVar
+
+from django.db import models, router
+
+from . import changes, core, meta, writes
+from .managers import CachedManager
+
+
+class CachedModelMixin(models.Model):
+    """Gives ``objects = CachedManager()``, ``cache_key`` and ``cache_version``.
+
+    An inner ``class CacheMeta`` may set ``timeout``, ``tags`` (format strings
+    over field attnames, bumped with old and new values on every change) and
+    ``touch`` (foreign keys whose targets count as changed when this row does).
+    """
+
+    _cachekit_cached: ClassVar[bool] = True
+
+    objects = CachedManager()
+
+    class Meta:
+        abstract = True
+
+    @classmethod
+    def from_db(cls, db: str | None, field_names: Any, values: Any, **kwargs: Any) -> Any:
+        obj = super().from_db(db, field_names, values, **kwargs)
+        info = meta.info(cls)
+        if info.watched:
+            loaded = obj.__dict__
+            if all(name in loaded for name in info.watched):
+                loaded[meta.ORIGINAL_ATTR] = tuple(loaded[name] for name in info.watched)
+        return obj
+
+    def save_base(
+        self,
+        raw: bool = False,
+        force_insert: Any = False,
+        force_update: bool = False,
+        using: str | None = None,
+        update_fields: Iterable[str] | None = None,
+    ) -> None:
+        using = using or router.db_for_write(self.__class__, instance=self)
+        with writes.batch(using):
+            plan = changes.before_save(self, using, update_fields, force_insert)
+            super().save_base(
+                raw=raw,
+                force_insert=force_insert,
+                force_update=force_update,
+                using=using,
+                update_fields=update_fields,
+            )
+            changes.after_save(self, using, plan)
+
+    @property
+    def cache_key(self) -> str:
+        """The key of this row's object entry (``objects.cache().get(pk=...)``)."""
+        info = meta.info(type(self))
+        return info.object_key(self._state.db or router.db_for_read(type(self), instance=self), info.pk_value(self.pk))
+
+    @property
+    def cache_version(self) -> str:
+        """A string that changes whenever this row or anything that touches it changes."""
+        return cache_versions([self])[0]
+
+
+def cache_versions(objs: Iterable[models.Model]) -> list[str]:
+    """``cache_version`` of several instances in one round trip.
+
+    Without a reachable cache the version is unique to the call, so nothing
+    keyed on it is ever reused.
+    """
+    objs = list(objs)
+    tagged = []
+    for obj in objs:
+        info = meta.info(type(obj))
+        tagged.append((info, info.version_tags(info.pk_value(obj.pk))))
+    all_tags = list(dict.fromkeys(tag for _, tags in tagged for tag in tags))
+    found = core.versions(all_tags) if all_tags else {}
+    out = []
+    for info, tags in tagged:
+        if found is None:
+            from .backends.base import fresh_version
+
+            out.append(f"{info.schema}-x{fresh_version():x}")
+        else:
+            out.append(f"{info.schema}-" + "-".join(f"{found[t]:x}" for t in tags))
+    return out

@@ -1,0 +1,105 @@
+"""Keys and tags for querysets, derived from the SQL they run."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from django.core.exceptions import EmptyResultSet
+from django.db import connections
+from django.db.models import QuerySet
+
+from . import dbhook, keys, meta, metrics, writes
+
+logger = logging.getLogger("django_cachekit")
+
+# entry key -> tables seen read beyond those named in the main SQL (aggregates over joins)
+_learned: dict[str, frozenset[str]] = {}
+_LEARNED_MAX = 10_000
+
+
+@dataclass(frozen=True)
+class Spec:
+    """What ``.cache()`` asked for."""
+
+    timeout: Any  # int | None, or DEFAULT for the model's timeout
+    tags: tuple[str, ...]
+
+
+DEFAULT = object()
+OFF = Spec(timeout=None, tags=())
+
+
+@dataclass
+class Plan:
+    key: str
+    tags: tuple[str, ...]
+    tables: frozenset[str]
+    namespace: str
+    store: bool
+
+
+def namespace(qs: QuerySet[Any]) -> str:
+    return qs.model._meta.label_lower
+
+
+def plan(qs: QuerySet[Any], spec: Spec, kind: str, extra: Any = None) -> Plan | None:
+    """How to cache ``qs`` read as ``kind``; None when it must go to the database."""
+    db = qs.db
+    ns = namespace(qs)
+    try:
+        sql, params = qs.query.get_compiler(using=db).as_sql()
+    except EmptyResultSet:
+        return None
+    info = meta.info(qs.model)
+    key = f"{keys.prefix()}{info.schema}:q:{db}:{keys.digest(repr((kind, extra, sql, params)))}"
+    tables = frozenset(dbhook.read_tables(sql)) | _learned.get(key, frozenset())
+    known = meta.table_models()
+    if not tables or not tables.issubset(known):
+        metrics.record("bypass", ns)
+        logger.debug("django-cachekit: not caching a query on tables outside the model registry: %s", sql)
+        return None
+    tags = (*sorted(keys.model_tag(t) for t in tables), *spec.tags, keys.GLOBAL_TAG)
+    pending = writes.pending(db)
+    if pending and not pending.isdisjoint(tags):
+        metrics.record("bypass", ns)
+        return None
+    return Plan(key, tags, tables, ns, may_store(db))
+
+
+def verify(plan: Plan, seen: set[str]) -> bool:
+    """Whether the queries run for ``plan`` read only tables it is tagged with."""
+    extra = seen - plan.tables
+    if not extra:
+        return True
+    if len(_learned) >= _LEARNED_MAX:
+        _learned.clear()
+    _learned[plan.key] = _learned.get(plan.key, frozenset()) | extra
+    logger.debug("django-cachekit: %s read %s beyond its SQL; not stored this time", plan.key, sorted(extra))
+    return False
+
+
+def may_store(db: str) -> bool:
+    """Whether a value read now on ``db`` may be stored for others.
+
+    Outside a transaction, always. Inside one, only under READ COMMITTED on
+    PostgreSQL: at stricter isolation a transaction reads an older snapshot than
+    the versions it just read from the cache.
+    """
+    connection = connections[db]
+    if not connection.in_atomic_block:
+        return True
+    if connection.vendor != "postgresql":
+        return False
+    level = getattr(connection, "isolation_level", None)
+    try:
+        from psycopg import IsolationLevel
+
+        return level in (None, IsolationLevel.READ_COMMITTED)
+    except ImportError:  # psycopg2
+        return level in (None, 1)
+
+
+def clear() -> None:
+    _learned.clear()

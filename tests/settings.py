@@ -1,0 +1,82 @@
+"""Test settings. The cache and database come from the environment:
+
+CACHEKIT_TEST_CACHE: locmem | django-redis | redis | memcached
+CACHEKIT_TEST_DB:    sqlite | postgres
+"""
+
+import os
+
+CACHE = os.environ.get("CACHEKIT_TEST_CACHE", "locmem")
+DB = os.environ.get("CACHEKIT_TEST_DB", "sqlite")
+REDIS_URL = os.environ.get("CACHEKIT_TEST_REDIS_URL", "redis://127.0.0.1:6379/1")
+MEMCACHED = os.environ.get("CACHEKIT_TEST_MEMCACHED", "127.0.0.1:11211")
+RUN_ID = os.environ.get("CACHEKIT_TEST_RUN", str(os.getpid()))
+
+SECRET_KEY = "tests"
+USE_TZ = True
+TIME_ZONE = "Europe/Paris"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+INSTALLED_APPS = [
+    "django.contrib.contenttypes",
+    "django.contrib.auth",
+    "django_cachekit",
+    "tests.testapp",
+]
+
+if DB == "postgres":
+    _db = {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": "test",
+        "USER": os.environ.get("PGUSER", "postgres"),
+        "HOST": os.environ.get("PGHOST", "127.0.0.1"),
+        "PORT": os.environ.get("PGPORT", "5432"),
+        "TEST": {"NAME": os.environ.get("CACHEKIT_TEST_PGNAME", "test_django_cachekit")},
+    }
+elif DB == "sqlite":
+    _db = {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": f"/tmp/django_cachekit_{RUN_ID}.sqlite3",
+        "TEST": {"NAME": f"/tmp/django_cachekit_test_{RUN_ID}.sqlite3"},
+        "OPTIONS": {"timeout": 20},
+    }
+else:
+    raise ValueError(f"CACHEKIT_TEST_DB must be sqlite or postgres, not {DB!r}")
+
+DATABASES = {
+    "default": _db,
+    # The same data through a second alias: a write on one must not leave the other stale.
+    "replica": {**_db, "TEST": {"MIRROR": "default"}},
+}
+
+_caches = {
+    "locmem": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": f"tests-{RUN_ID}"},
+    "django-redis": {
+        "BACKEND": "django_redis.cache.RedisCache",
+        "LOCATION": REDIS_URL,
+        "OPTIONS": {"CLIENT_CLASS": "django_redis.client.DefaultClient"},
+    },
+    "redis": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL},
+    "memcached": {"BACKEND": "django.core.cache.backends.memcached.PyMemcacheCache", "LOCATION": MEMCACHED},
+}
+if CACHE not in _caches:
+    raise ValueError(f"CACHEKIT_TEST_CACHE must be one of {sorted(_caches)}, not {CACHE!r}")
+
+CACHES = {"default": {**_caches[CACHE], "KEY_PREFIX": f"t{RUN_ID}"}}
+CACHEKIT = {"CACHE_ALIAS": "default", "TIMEOUT": 600}
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {},
+    }
+]
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "loggers": {"django_cachekit": {"handlers": ["console"], "level": "WARNING"}},
+}

@@ -36,7 +36,11 @@ _HEAD = re.compile(
 _WITH = re.compile(r"\s*WITH\b", re.I)
 _ANY_WRITE = re.compile(rf"\b(?:INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+(?:ONLY\s+)?({_QNAME})", re.I)
 _TRUNCATE_LIST = re.compile(rf"\s*,\s*(?:ONLY\s+)?({_QNAME})")
-_UPSERT = re.compile(r"\bON\s+CONFLICT\b|\bON\s+DUPLICATE\s+KEY\b|^\s*(?:REPLACE|INSERT\s+OR\s+REPLACE)\b", re.I)
+# An insert that may change existing rows (not ON CONFLICT DO NOTHING / INSERT OR IGNORE).
+_UPSERT = re.compile(
+    r"\bON\s+CONFLICT\b.*\bDO\s+UPDATE\b|\bON\s+DUPLICATE\s+KEY\b|^\s*(?:REPLACE|INSERT\s+OR\s+REPLACE)\b",
+    re.I | re.S,
+)
 _PK_TAIL = re.compile(
     rf"\s+WHERE\s+(?:(?P<qual>{_IDENT})\s*\.\s*)?(?P<col>{_IDENT})\s*"
     r"(?:(?P<eq>=\s*%s)|(?P<any>=\s*ANY\s*\(\s*%s\s*\))|IN\s*\((?P<list>\s*%s(?:\s*,\s*%s)*\s*)\))\s*;?\s*\Z",

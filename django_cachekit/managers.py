@@ -311,9 +311,11 @@ class CachedQuerySet(models.QuerySet[_M]):
             for obj, field, value in removed:
                 field.set_cached_value(obj, value)
 
-    def _cached_value(self, kind: str, extra: Any, compute: Callable[[], Any]) -> Any:
+    def _cached_value(
+        self, kind: str, extra: Any, compute: Callable[[], Any], probe: Callable[[], Any] | None = None
+    ) -> Any:
         spec = self._spec()
-        plan = queries.plan(self, spec, kind, extra) if spec is not None else None
+        plan = queries.plan(self, spec, kind, extra, probe) if spec is not None else None
         if spec is None or plan is None:
             return compute()
         hit, payload, versions = core.lookup(plan.key, plan.tags, plan.namespace)
@@ -338,7 +340,12 @@ class CachedQuerySet(models.QuerySet[_M]):
     def aggregate(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
         parent = super()
         extra = (repr(args), sorted((k, repr(v)) for k, v in kwargs.items()))
-        return self._cached_value("aggregate", extra, lambda: parent.aggregate(*args, **kwargs))  # type: ignore[no-any-return]
+        expressions = [*args, *kwargs.values()]
+
+        def probe() -> Any:
+            return self.nocache().annotate(**{f"_cachekit_{i}": e for i, e in enumerate(expressions)})
+
+        return self._cached_value("aggregate", extra, lambda: parent.aggregate(*args, **kwargs), probe)  # type: ignore[no-any-return]
 
     # -- writes ---------------------------------------------------------------
     # The SQL of every write is seen by the connection hook; these overrides add

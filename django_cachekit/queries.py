@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,8 +45,14 @@ def namespace(qs: QuerySet[Any]) -> str:
     return qs.model._meta.label_lower
 
 
-def plan(qs: QuerySet[Any], spec: Spec, kind: str, extra: Any = None) -> Plan | None:
-    """How to cache ``qs`` read as ``kind``; None when it must go to the database."""
+def plan(
+    qs: QuerySet[Any], spec: Spec, kind: str, extra: Any = None, probe: Callable[[], QuerySet[Any]] | None = None
+) -> Plan | None:
+    """How to cache ``qs`` read as ``kind``; None when it must go to the database.
+
+    ``probe`` gives a queryset whose SQL reads what the real read will (an
+    aggregate's joins); it is compiled once per key.
+    """
     db = qs.db
     ns = namespace(qs)
     try:
@@ -54,7 +61,11 @@ def plan(qs: QuerySet[Any], spec: Spec, kind: str, extra: Any = None) -> Plan | 
         return None
     info = meta.info(qs.model)
     key = f"{keys.prefix()}{info.schema}:q:{db}:{keys.digest(repr((kind, extra, sql, params)))}"
-    tables = frozenset(dbhook.read_tables(sql)) | _learned.get(key, frozenset())
+    extra_tables = _learned.get(key)
+    if extra_tables is None and probe is not None:
+        extra_tables = _probe_tables(probe, db)
+        _remember(key, extra_tables)
+    tables = frozenset(dbhook.read_tables(sql)) | (extra_tables or frozenset())
     known = meta.table_models()
     if not tables or not tables.issubset(known):
         metrics.record("bypass", ns)
@@ -73,11 +84,23 @@ def verify(plan: Plan, seen: set[str]) -> bool:
     extra = seen - plan.tables
     if not extra:
         return True
-    if len(_learned) >= _LEARNED_MAX:
-        _learned.clear()
-    _learned[plan.key] = _learned.get(plan.key, frozenset()) | extra
+    _remember(plan.key, _learned.get(plan.key, frozenset()) | extra)
     logger.debug("django-cachekit: %s read %s beyond its SQL; not stored this time", plan.key, sorted(extra))
     return False
+
+
+def _remember(key: str, tables: frozenset[str]) -> None:
+    if len(_learned) >= _LEARNED_MAX:
+        _learned.clear()
+    _learned[key] = tables
+
+
+def _probe_tables(probe: Callable[[], QuerySet[Any]], db: str) -> frozenset[str]:
+    try:
+        sql, _ = probe().query.get_compiler(using=db).as_sql()
+    except Exception:  # the probe is a hint; the recorded tables of a miss are the check
+        return frozenset()
+    return frozenset(dbhook.read_tables(sql))
 
 
 def may_store(db: str) -> bool:

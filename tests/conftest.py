@@ -1,12 +1,32 @@
+import os
+
 import pytest
 from django.core.cache import caches
 
 from django_cachekit import metrics
+from django_cachekit.breaker import Breaker
+
+CACHE = os.environ.get("CACHEKIT_TEST_CACHE", "locmem")
+DB = os.environ.get("CACHEKIT_TEST_DB", "sqlite")
+REDIS_CACHES = ("django-redis", "redis")
 
 
 @pytest.fixture(autouse=True)
 def _clean_cache():
+    from django_cachekit import core
+
     caches["default"].clear()
     metrics.reset()
+    core.runtime().breaker = Breaker()
     yield
     caches["default"].clear()
+
+
+@pytest.fixture
+def queries(django_assert_num_queries):
+    """``with queries(1): ...`` asserts exactly one SQL query on the default database."""
+    return django_assert_num_queries
+
+
+needs_redis = pytest.mark.skipif(CACHE not in REDIS_CACHES, reason="needs a Redis cache")
+needs_postgres = pytest.mark.skipif(DB != "postgres", reason="needs PostgreSQL")

@@ -98,13 +98,14 @@ def check_settings(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
 
 @register(Tags.models)
 def check_models(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) -> list[CheckMessage]:
-    from .meta import CacheMetaError, cached_models, parse_cache_meta
+    from .meta import CacheMetaError, cached_models, is_cached_model, parse_cache_meta
 
     errors: list[CheckMessage] = []
-    models: Iterable[Any] = cached_models()
-    if app_configs is not None:
-        labels = {config.label for config in app_configs}
-        models = [m for m in models if m._meta.app_label in labels]
+    models: Iterable[Any] = (
+        cached_models()
+        if app_configs is None
+        else [m for config in app_configs for m in config.get_models() if is_cached_model(m)]
+    )
     for model in models:
         try:
             parse_cache_meta(model)

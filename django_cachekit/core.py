@@ -92,13 +92,16 @@ def reset() -> None:
         _runtimes.clear()
 
 
-def _validate(raw: Any, versions: Versions, namespace: str) -> tuple[bool, Any]:
+def _validate(raw: Any, required: Sequence[str], versions: Versions, namespace: str) -> tuple[bool, Any]:
+    """Whether ``raw`` is a current entry: it carries every ``required`` tag (and
+    maybe others that were fetched), each at the version it was stamped with."""
     if raw is None:
         metrics.record("miss", namespace)
         return False, None
     try:
         entry_tags, entry_stamp, payload = codec.decode(raw)
-        valid = entry_stamp == tuple(versions[t] for t in entry_tags)
+        n = len(required)
+        valid = tuple(entry_tags[:n]) == tuple(required) and entry_stamp == tuple(versions[t] for t in entry_tags)
     except codec.CorruptEntry as exc:
         logger.warning("django-cachekit: unreadable entry in %s treated as a miss: %s", namespace, exc)
         metrics.record("corrupt", namespace)
@@ -112,13 +115,13 @@ def _validate(raw: Any, versions: Versions, namespace: str) -> tuple[bool, Any]:
     return False, None
 
 
-def lookup(key: str, tags: Sequence[str], namespace: str) -> Found:
+def lookup(key: str, tags: Sequence[str], namespace: str, required: int | None = None) -> Found:
     """``(hit, payload, versions)`` for one entry, in one round trip when versions exist.
 
-    ``tags`` are all the tags the entry may carry; it is valid when the versions
-    it was stamped with equal the current ones. On a miss, ``versions`` holds
-    what to stamp a fresh value with, or None when nothing may be stored (the
-    cache is unavailable).
+    The entry must carry the first ``required`` tags (all by default) and may
+    carry more of ``tags``; it is valid when the versions it was stamped with
+    equal the current ones. On a miss, ``versions`` holds what to stamp a fresh
+    value with, or None when nothing may be stored (the cache is unavailable).
     """
     rt = runtime()
     if not rt.usable():
@@ -132,13 +135,15 @@ def lookup(key: str, tags: Sequence[str], namespace: str) -> Found:
     versions: Versions = {t: v for t, v in zip(tags, found) if v is not None}
     # An entry may carry fewer tags than were fetched, so a missing version
     # only matters when the entry needs it.
-    hit, payload = _validate(entries[0], versions, namespace)
+    hit, payload = _validate(entries[0], tags[:required], versions, namespace)
     if hit or len(versions) == len(tags):
         return hit, payload, versions
     return False, None, _complete(rt, tags, vkeys, found)
 
 
-def lookup_many(items: Sequence[tuple[str, Sequence[str]]], namespace: str) -> list[Found]:
+def lookup_many(
+    items: Sequence[tuple[str, Sequence[str]]], namespace: str, required: int | None = None
+) -> list[Found]:
     """``lookup`` for several entries in one round trip (shared tags are read once)."""
     if not items:
         return []
@@ -153,7 +158,10 @@ def lookup_many(items: Sequence[tuple[str, Sequence[str]]], namespace: str) -> l
         return [(False, None, None)] * len(items)
     entries, found = fetched
     versions: Versions | None = {t: v for t, v in zip(all_tags, found) if v is not None}
-    results = [_validate(raw, versions, namespace) for raw in entries]  # type: ignore[arg-type]
+    results = [
+        _validate(raw, tags[:required], versions, namespace)  # type: ignore[arg-type]
+        for raw, (_, tags) in zip(entries, items)
+    ]
     if len(versions) < len(all_tags) and not all(hit for hit, _ in results):  # type: ignore[arg-type]
         versions = _complete(rt, all_tags, vkeys, found)
     return [(hit, payload, versions) for hit, payload in results]

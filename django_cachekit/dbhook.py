@@ -43,7 +43,8 @@ _UPSERT = re.compile(
 )
 _PK_TAIL = re.compile(
     rf"\s+WHERE\s+(?:(?P<qual>{_IDENT})\s*\.\s*)?(?P<col>{_IDENT})\s*"
-    r"(?:(?P<eq>=\s*%s)|(?P<any>=\s*ANY\s*\(\s*%s\s*\))|IN\s*\((?P<list>\s*%s(?:\s*,\s*%s)*\s*)\))\s*;?\s*\Z",
+    r"(?:(?P<eq>=\s*%s)|(?P<any>=\s*ANY\s*\(\s*%s\s*\))|IN\s*\((?P<list>\s*%s(?:\s*,\s*%s)*\s*)\))"
+    r"(?:\s+RETURNING\s+[^;%()]*)?\s*;?\s*\Z",
     re.I,
 )
 _READ_TABLES = re.compile(r'\b(?:FROM|JOIN)\s+("(?:[^"]|"")+"|`[^`]+`)')

@@ -143,12 +143,19 @@ class CachedQuerySet(models.QuerySet[_M]):
             return _NOT_HANDLED
         db = self.db
         tags = info.lookup_tags(pk)
+        inserted = False
         pending = writes.pending(db)
-        if pending and not pending.isdisjoint(tags):
-            return _NOT_HANDLED
+        if pending:
+            if not pending.isdisjoint(info.object_tags(pk)):
+                return _NOT_HANDLED
+            # This transaction inserted rows: a cached "does not exist" may be its own row.
+            inserted = not pending.isdisjoint(info.model_tags)
         key = info.object_key(db, pk)
         namespace = self.model._meta.label_lower
-        hit, payload, versions = core.lookup(key, tags, namespace)
+        hit, payload, versions = core.lookup(key, tags, namespace, required=len(info.object_tags(pk)))
+        if inserted:
+            versions = None
+            hit = hit and payload is not None
         if hit:
             if payload is None:
                 raise self.model.DoesNotExist(f"{self.model._meta.object_name} matching query does not exist.")
@@ -177,13 +184,16 @@ class CachedQuerySet(models.QuerySet[_M]):
             return {}
         db = self.db
         pending = writes.pending(db)
-        if pending and any(not pending.isdisjoint(info.lookup_tags(pk)) for pk in pks):
+        if pending and (
+            not pending.isdisjoint(info.model_tags) or any(not pending.isdisjoint(info.object_tags(pk)) for pk in pks)
+        ):
             return super().in_bulk(id_list, field_name=field_name)
         namespace = self.model._meta.label_lower
         items = [(info.object_key(db, pk), info.lookup_tags(pk)) for pk in pks]
         found: dict[Any, tuple[Any, ...]] = {}
         missing: list[tuple[Any, core.Versions | None]] = []
-        for pk, (hit, payload, versions) in zip(pks, core.lookup_many(items, namespace)):
+        required = len(info.object_tags(pks[0]))
+        for pk, (hit, payload, versions) in zip(pks, core.lookup_many(items, namespace, required)):
             if hit and (payload is None or (isinstance(payload, tuple) and len(payload) == len(info.attnames))):
                 if payload is not None:
                     found[pk] = payload

@@ -60,7 +60,7 @@ def plan(
     except EmptyResultSet:
         return None
     info = meta.info(qs.model)
-    key = f"{keys.prefix()}{info.schema}:q:{db}:{keys.digest(repr((kind, extra, sql, params)))}"
+    key = f"{keys.prefix()}{info.schema}:q:{db}:{keys.digest(repr((kind, extra, spec.tags, sql, params)))}"
     extra_tables = _learned.get(key)
     if extra_tables is None and probe is not None:
         extra_tables = _probe_tables(probe, db)

@@ -60,14 +60,12 @@ class Buffer:
     writes: dict[str, WriteThrough] = field(default_factory=dict)
 
     def add(self, tags: Iterable[str]) -> None:
-        new = [t for t in tags if t not in self.tags]
-        if not new:
-            return
-        self.tags.update(dict.fromkeys(new))
+        tags = list(tags)
+        self.tags.update(dict.fromkeys(tags))
         if self.writes:
             # A later statement touched a row whose fresh entry is queued: drop it.
-            touched = set(new)
-            for key in [k for k, w in self.writes.items() if touched.intersection(w.tags)]:
+            touched = set(tags)
+            for key in [k for k, w in self.writes.items() if not touched.isdisjoint(w.tags)]:
                 del self.writes[key]
 
     def add_write(self, write: WriteThrough) -> None:
@@ -111,9 +109,10 @@ def current(connection: BaseDatabaseWrapper) -> Buffer | None:
     if batch is not None:
         return batch
     if connection.in_atomic_block:
-        sids = set(connection.savepoint_ids)
+        # atomic(savepoint=False) pushes None: it is the same savepoint level.
+        sids = set(connection.savepoint_ids) - {None}
         for level_sids, level in _live_levels(connection):
-            if level_sids == sids:
+            if level_sids - {None} == sids:
                 return level
         level = Level()
         connection.on_commit(level)

@@ -5,7 +5,7 @@ from typing import Any
 from django.apps import AppConfig
 from django.core.signals import setting_changed
 from django.db.backends.signals import connection_created
-from django.db.models.signals import class_prepared, m2m_changed, post_delete
+from django.db.models.signals import class_prepared, post_delete, pre_delete
 
 
 class CachekitConfig(AppConfig):
@@ -25,18 +25,22 @@ class CachekitConfig(AppConfig):
 
 
 def connect_model(model: Any) -> None:
+    """Receivers for what SQL alone does not tell: the declared tags of changed rows."""
     from . import changes, meta
 
+    label = model._meta.label
     info = meta.info(model)
     if info.watched:
-        post_delete.connect(changes.on_delete, sender=model, dispatch_uid=f"django_cachekit.delete.{model._meta.label}")
-    related = [*model._meta.many_to_many, *(r for r in model._meta.related_objects if r.many_to_many)]
-    for field in related:
-        through = getattr(field.remote_field, "through", None) or getattr(field, "through", None)
-        if isinstance(through, type):
-            m2m_changed.connect(
-                changes.on_m2m_changed, sender=through, dispatch_uid=f"django_cachekit.m2m.{through._meta.label}"
-            )
+        post_delete.connect(changes.on_delete, sender=model, dispatch_uid=f"django_cachekit.delete.{label}")
+    for field in changes.nulling_fields(model):
+        watcher = changes.NullingWatcher(model, field)
+        uid = f"django_cachekit.nulling.{label}.{field.name}"
+        _watchers[uid] = watcher  # receivers are weak references: keep the watcher alive
+        pre_delete.connect(watcher.before, sender=field.related_model, dispatch_uid=uid)
+        post_delete.connect(watcher.after, sender=field.related_model, dispatch_uid=uid)
+
+
+_watchers: dict[str, Any] = {}
 
 
 def _models_changed(sender: Any, **kwargs: Any) -> None:

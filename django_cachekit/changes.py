@@ -171,38 +171,44 @@ def on_delete(sender: type[models.Model], instance: models.Model, using: str, **
     rows_changed(sender, using, [old] if old is not None else [], [current_values(info, instance)])
 
 
-def on_m2m_changed(
-    sender: type[models.Model],
-    instance: models.Model,
-    action: str,
-    reverse: bool,
-    model: type[models.Model],
-    pk_set: set[Any] | None,
-    using: str,
-    **kwargs: Any,
-) -> None:
-    """An m2m change alters both sides' ``cache_version`` (the through table's SQL is seen anyway)."""
-    if action not in ("post_add", "post_remove", "pre_clear"):
-        return
-    related = set(pk_set or ())
-    if action == "pre_clear":
-        source, target = _through_fields(sender, type(instance), model, reverse)
-        if source is None or target is None:
+class NullingWatcher:
+    """Declared tags of rows whose foreign key the database or Django rewrites when
+    the target is deleted (``SET_NULL``, ``SET_DEFAULT``, ``SET()``, ``DB_SET_NULL``...):
+    no signal names those rows, so they are read before and after the delete."""
+
+    def __init__(self, model: type[models.Model], field: models.ForeignKey[Any, Any]) -> None:
+        self.model = model
+        self.field = field
+        self._pending: dict[tuple[int, str], list[tuple[Any, ...]]] = {}
+
+    def before(self, sender: type[models.Model], instance: models.Model, using: str, **kwargs: Any) -> None:
+        info = meta.info(self.model)
+        rows = self.model._base_manager.using(using).filter(**{self.field.attname: instance.pk})
+        found = [tuple(r) for r in rows.values_list("pk", *info.watched)]
+        if found:
+            self._pending[(id(instance), using)] = found
+
+    def after(self, sender: type[models.Model], instance: models.Model, using: str, **kwargs: Any) -> None:
+        found = self._pending.pop((id(instance), using), None)
+        if not found:
             return
-        related = set(sender._base_manager.using(using).filter(**{source: instance.pk}).values_list(target, flat=True))
-    tags = [keys.touch_tag(table, instance.pk) for table in meta.info(type(instance)).tables]
-    other = meta.info(model)
-    tags += [keys.touch_tag(table, pk) for pk in related for table in other.tables]
-    writes.record(connections[using], tags)
+        info = meta.info(self.model)
+        now = self.model._base_manager.using(using).filter(pk__in=[r[0] for r in found])
+        rows_changed(self.model, using, [r[1:] for r in found], [tuple(r) for r in now.values_list(*info.watched)])
 
 
-def _through_fields(
-    through: type[models.Model], instance_model: type[models.Model], other: type[models.Model], reverse: bool
-) -> tuple[str | None, str | None]:
-    owner = other if reverse else instance_model
-    for field in owner._meta.many_to_many:
-        if field.remote_field.through is through:  # type: ignore[attr-defined]
-            names = (field.m2m_field_name(), field.m2m_reverse_field_name())  # type: ignore[attr-defined]
-            source, target = names[::-1] if reverse else names
-            return source, through._meta.get_field(target).attname  # type: ignore[union-attr]
-    return None, None
+def nulling_fields(model: type[models.Model]) -> list[models.ForeignKey[Any, Any]]:
+    """Foreign keys of ``model`` that a delete of their target rewrites without a signal."""
+    info = meta.info(model)
+    found = []
+    for field in model._meta.concrete_fields:
+        if not field.many_to_one or field.attname not in info.watched:
+            continue
+        on_delete = field.remote_field.on_delete  # type: ignore[union-attr]
+        name = getattr(on_delete, "__name__", "") or getattr(on_delete, "name", "")
+        deconstructed = getattr(on_delete, "deconstruct", None)
+        if name in ("SET_NULL", "SET_DEFAULT", "DB_SET_NULL", "DB_SET_DEFAULT") or (
+            deconstructed is not None and deconstructed()[0] == "django.db.models.SET"
+        ):
+            found.append(field)  # type: ignore[arg-type]
+    return found

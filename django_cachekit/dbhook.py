@@ -22,7 +22,7 @@ from typing import Any
 from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from . import keys, meta, writes
+from . import keys, links, meta, writes
 
 logger = logging.getLogger("django_cachekit")
 
@@ -182,11 +182,22 @@ def recording() -> Iterator[set[str]]:
 
 
 def execute_wrapper(execute: Any, sql: Any, params: Any, many: bool, context: dict[str, Any]) -> Any:
-    result = execute(sql, params, many, context)
     if not isinstance(sql, str):
         sql = str(sql)
+    link = linked = None
+    try:
+        link = links.match(sql)
+        if link is not None:
+            # The raw DB-API cursor: our SELECT must not be analysed or counted as the statement.
+            linked = links.before(context["cursor"].cursor, link, sql, params, many)
+    except Exception:
+        logger.exception("django-cachekit: could not read the link rows a statement changes")
+        link = None
+    result = execute(sql, params, many, context)
     try:
         tags = write_tags(sql, params, many)
+        if link is not None:
+            tags += links.tags(context["cursor"].cursor, link, sql, params, many, linked or [])
         if tags:
             writes.record(context["connection"], tags)
         elif getattr(_local, "stack", None):
@@ -213,6 +224,7 @@ def install_all() -> None:
 def clear() -> None:
     global _on_delete_map
     _on_delete_map = None
+    links.clear()
 
 
 def tables_of(sqls: Sequence[str]) -> set[str]:

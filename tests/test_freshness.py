@@ -428,3 +428,41 @@ def test_unrelated_models_stay_cached(queries):
 def test_uncached_model_is_untouched():
     assert not hasattr(Plain.objects, "cache")
     assert isinstance(Plain._meta.get_field("label"), models.CharField)
+
+
+def test_set_null_on_a_watched_foreign_key(queries):
+    from tests.testapp.models import Tagged, Plain as Target
+
+    target = Target.objects.create(label="t")
+    Tagged.objects.create(plain=target)
+
+    @cached(tags=lambda pid: [f"plain:{pid}"])
+    def count_for(pid):
+        return Tagged.objects.filter(plain_id=pid).count()
+
+    assert count_for(target.pk) == 1
+    assert count_for(None) == 0
+    pk = target.pk
+    target.delete()
+    assert count_for(pk) == 0
+    assert count_for(None) == 1
+
+
+def test_link_rows_deleted_by_cascade_change_cache_version():
+    article = ArticleFactory()
+    first, second = TagFactory(), TagFactory()
+    article.tags.add(first, second)
+    version = article.cache_version
+    first.delete()  # the link row goes by cascade, without m2m_changed
+    assert article.cache_version != version
+    version = article.cache_version
+    Article.tags.through.objects.filter(tag=second).delete()
+    assert article.cache_version != version
+
+
+def test_explicit_through_row_created_directly_changes_both_versions():
+    group = GroupFactory()
+    author = AuthorFactory()
+    versions = group.cache_version, author.cache_version
+    Membership.objects.create(group=group, author=author)
+    assert group.cache_version != versions[0] and author.cache_version != versions[1]

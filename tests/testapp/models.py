@@ -95,3 +95,12 @@ class Restaurant(Place):
 class PublishedManagerArticle(Article):
     class Meta:
         proxy = True
+
+
+class Tagged(CachedModelMixin, models.Model):
+    """A declared tag on a foreign key that is nulled when its target goes."""
+
+    plain = models.ForeignKey(Plain, null=True, on_delete=models.SET_NULL)
+
+    class CacheMeta:
+        tags = ("plain:{plain_id}",)

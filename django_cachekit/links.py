@@ -1,0 +1,140 @@
+"""Link tables of many-to-many relations: a link row written or deleted changes
+the ``cache_version`` of both rows it links.
+
+``add()`` inserts link rows, ``remove()``/``clear()``, cascades and direct
+deletes remove them, and Django sends no signal for most of these (an
+auto-created through model never sends delete signals). So link rows are read
+from the SQL: an INSERT's values, and for a DELETE or UPDATE the rows its WHERE
+clause matches, selected just before it runs on the same cursor.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from django.apps import apps
+
+from . import keys, meta
+
+_STATEMENT = re.compile(
+    r'\s*(?P<kind>INSERT(?:\s+OR\s+\w+)?\s+INTO|DELETE\s+FROM|UPDATE)\s+(?P<table>"(?:[^"]|"")+"|`[^`]+`|[A-Za-z_]\w*)',
+    re.I,
+)
+_INSERT = re.compile(r"\s*\((?P<columns>[^)]*)\)\s*VALUES\s*(?P<values>\((?:\s*%s\s*,?)+\)(?:\s*,\s*\((?:\s*%s\s*,?)+\))*)", re.I)
+_WHERE = re.compile(r"\sWHERE\s", re.I)
+
+
+@dataclass(frozen=True)
+class Link:
+    table: str
+    pk: str
+    columns: tuple[str, str]
+    sides: tuple[tuple[str, ...], tuple[str, ...]]  # tables of each linked model (with parents)
+
+    def tags(self, rows: Sequence[Sequence[Any]]) -> list[str]:
+        found: dict[str, None] = {}
+        for row in rows:
+            for value, tables in zip(row, self.sides):
+                if value is not None:
+                    found.update(dict.fromkeys(keys.touch_tag(table, value) for table in tables))
+        return list(found)
+
+
+_links: dict[str, Link] | None = None
+
+
+def links() -> dict[str, Link]:
+    global _links
+    if _links is None:
+        found: dict[str, Link] = {}
+        for model in apps.get_models():
+            for field in model._meta.local_many_to_many:
+                through = field.remote_field.through  # type: ignore[attr-defined]
+                if not isinstance(through, type):
+                    continue
+                source, target = model, field.remote_field.model
+                if not (meta.is_cached_model(source) or meta.is_cached_model(target)):  # type: ignore[arg-type]
+                    continue
+                found[through._meta.db_table] = Link(
+                    table=through._meta.db_table,
+                    pk=through._meta.pk.column,  # type: ignore[union-attr]
+                    columns=(field.m2m_column_name(), field.m2m_reverse_name()),  # type: ignore[attr-defined]
+                    sides=(meta.info(source).tables, meta.info(target).tables),  # type: ignore[arg-type]
+                )
+        _links = found
+    return _links
+
+
+def clear() -> None:
+    global _links
+    _links = None
+
+
+def _unquote(name: str) -> str:
+    return name[1:-1].replace('""', '"') if name[:1] in ('"', "`") else name
+
+
+def match(sql: str) -> tuple[Link, str, re.Match[str]] | None:
+    """The link table a write statement changes, if any."""
+    found = _STATEMENT.match(sql)
+    if found is None:
+        return None
+    link = links().get(_unquote(found.group("table")))
+    if link is None:
+        return None
+    return link, found.group("kind").split()[0].upper(), found
+
+
+def _select(cursor: Any, link: Link, head: re.Match[str], sql: str, params: Any, columns: Sequence[str]) -> list[Any]:
+    where = _WHERE.search(sql, head.end())
+    if where is None:
+        clause, args = "", ()
+    else:
+        clause = sql[where.start():]
+        # An UPDATE's SET placeholders come before the WHERE's.
+        args = tuple(params or ())[sql.count("%s", 0, where.start()):] if params else ()
+    names = ", ".join(f'"{c}"' for c in columns)
+    cursor.execute(f"SELECT {names} FROM {head.group('table')}{clause}", args)
+    return list(cursor.fetchall())
+
+
+def before(cursor: Any, found: tuple[Link, str, re.Match[str]], sql: str, params: Any, many: bool) -> list[Any]:
+    """For a DELETE or UPDATE: the (pk, source, target) rows it is about to change."""
+    link, kind, head = found
+    if kind == "INSERT" or many:
+        return []
+    return _select(cursor, link, head, sql, params, (link.pk, *link.columns))
+
+
+def tags(
+    cursor: Any, found: tuple[Link, str, re.Match[str]], sql: str, params: Any, many: bool, rows: list[Any]
+) -> list[str]:
+    """``t:`` tags of the rows on both sides of the links a statement wrote."""
+    link, kind, head = found
+    if kind == "INSERT":
+        inserted = _INSERT.match(sql, head.end())
+        if inserted is None:
+            return []
+        columns = [_unquote(c.strip()) for c in inserted.group("columns").split(",")]
+        if not set(link.columns) <= set(columns):
+            return []
+        width = len(columns)
+        flat = [v for p in params for v in p] if many else list(params or ())
+        index = [columns.index(c) for c in link.columns]
+        chunks = [flat[i : i + width] for i in range(0, len(flat), width)]
+        return link.tags([[chunk[i] for i in index] for chunk in chunks])
+    linked = [row[1:] for row in rows]
+    if kind == "UPDATE" and rows:
+        after = _select_by_pk(cursor, link, [row[0] for row in rows])
+        linked += after
+    return link.tags(linked)
+
+
+def _select_by_pk(cursor: Any, link: Link, pks: list[Any]) -> list[Any]:
+    names = ", ".join(f'"{c}"' for c in link.columns)
+    marks = ", ".join(["%s"] * len(pks))
+    cursor.execute(f'SELECT {names} FROM "{link.table}" WHERE "{link.pk}" IN ({marks})', pks)
+    return list(cursor.fetchall())

@@ -107,9 +107,7 @@ class SavePlan:
     versions: core.Versions | None  # tag versions read before the save, for write-through
 
 
-def before_save(
-    obj: models.Model, using: str, update_fields: Iterable[str] | None, force_insert: Any
-) -> SavePlan:
+def before_save(obj: models.Model, using: str, update_fields: Iterable[str] | None, force_insert: Any) -> SavePlan:
     model = type(obj)
     info = meta.info(model)
     old = None
@@ -210,5 +208,5 @@ def nulling_fields(model: type[models.Model]) -> list[models.ForeignKey[Any, Any
         if name in ("SET_NULL", "SET_DEFAULT", "DB_SET_NULL", "DB_SET_DEFAULT") or (
             deconstructed is not None and deconstructed()[0] == "django.db.models.SET"
         ):
-            found.append(field)  # type: ignore[arg-type]
-    return found
+            found.append(field)
+    return found  # type: ignore[return-value]

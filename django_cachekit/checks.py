@@ -112,5 +112,3 @@ def check_models(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) 
         except CacheMetaError as exc:
             errors.append(Error(str(exc), hint=exc.hint, obj=model, id=exc.check_id))
     return errors
-
-

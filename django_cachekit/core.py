@@ -141,9 +141,7 @@ def lookup(key: str, tags: Sequence[str], namespace: str, required: int | None =
     return False, None, _complete(rt, tags, vkeys, found)
 
 
-def lookup_many(
-    items: Sequence[tuple[str, Sequence[str]]], namespace: str, required: int | None = None
-) -> list[Found]:
+def lookup_many(items: Sequence[tuple[str, Sequence[str]]], namespace: str, required: int | None = None) -> list[Found]:
     """``lookup`` for several entries in one round trip (shared tags are read once)."""
     if not items:
         return []

@@ -23,7 +23,9 @@ _STATEMENT = re.compile(
     r'\s*(?P<kind>INSERT(?:\s+OR\s+\w+)?\s+INTO|DELETE\s+FROM|UPDATE)\s+(?P<table>"(?:[^"]|"")+"|`[^`]+`|[A-Za-z_]\w*)',
     re.I,
 )
-_INSERT = re.compile(r"\s*\((?P<columns>[^)]*)\)\s*VALUES\s*(?P<values>\((?:\s*%s\s*,?)+\)(?:\s*,\s*\((?:\s*%s\s*,?)+\))*)", re.I)
+_INSERT = re.compile(
+    r"\s*\((?P<columns>[^)]*)\)\s*VALUES\s*(?P<values>\((?:\s*%s\s*,?)+\)(?:\s*,\s*\((?:\s*%s\s*,?)+\))*)", re.I
+)
 _WHERE = re.compile(r"\sWHERE\s", re.I)
 
 
@@ -60,7 +62,7 @@ def links() -> dict[str, Link]:
                     continue
                 found[through._meta.db_table] = Link(
                     table=through._meta.db_table,
-                    pk=through._meta.pk.column,  # type: ignore[union-attr]
+                    pk=str(through._meta.pk.column),  # type: ignore[union-attr]
                     columns=(field.m2m_column_name(), field.m2m_reverse_name()),  # type: ignore[attr-defined]
                     sides=(meta.info(source).tables, meta.info(target).tables),  # type: ignore[arg-type]
                 )
@@ -93,9 +95,9 @@ def _select(cursor: Any, link: Link, head: re.Match[str], sql: str, params: Any,
     if where is None:
         clause, args = "", ()
     else:
-        clause = sql[where.start():]
+        clause = sql[where.start() :]
         # An UPDATE's SET placeholders come before the WHERE's.
-        args = tuple(params or ())[sql.count("%s", 0, where.start()):] if params else ()
+        args = tuple(params or ())[sql.count("%s", 0, where.start()) :] if params else ()
     names = ", ".join(f'"{c}"' for c in columns)
     cursor.execute(f"SELECT {names} FROM {head.group('table')}{clause}", args)
     return list(cursor.fetchall())

@@ -9,7 +9,7 @@ an entry keyed on its SQL and tagged with every table that SQL reads.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -43,8 +43,10 @@ _inherited: ContextVar[Spec | None] = ContextVar("django_cachekit_prefetch", def
 
 
 def make_spec(timeout: Any = DEFAULT, tags: Iterable[str] | str = ()) -> Spec:
-    if timeout is not DEFAULT and timeout is not None and (
-        not isinstance(timeout, int) or isinstance(timeout, bool) or timeout <= 0
+    if (
+        timeout is not DEFAULT
+        and timeout is not None
+        and (not isinstance(timeout, int) or isinstance(timeout, bool) or timeout <= 0)
     ):
         raise ValueError(f"cache() timeout must be a positive number of seconds or None, not {timeout!r}.")
     return Spec(timeout, tuple(keys.user_tags(tags)))
@@ -115,7 +117,7 @@ class CachedQuerySet(models.QuerySet[_M]):
             and not q.select_for_update
             and not q.combinator
             and self._iterable_class is ModelIterable
-            and not self._prefetch_related_lookups
+            and not self._prefetch_related_lookups  # type: ignore[attr-defined]
             and not self._known_related_objects  # type: ignore[attr-defined]
             and getattr(self, "_deferred_filter", None) is None
         )
@@ -130,8 +132,12 @@ class CachedQuerySet(models.QuerySet[_M]):
                 if name in _pk_lookups(self.model):
                     found = self._get_object(spec, value)
                     if found is not _NOT_HANDLED:
-                        return found  # type: ignore[return-value]
+                        return found  # type: ignore[no-any-return]
         return super().get(*args, **kwargs)
+
+    def _does_not_exist(self) -> Exception:
+        exc: type[Exception] = self.model.DoesNotExist  # type: ignore[attr-defined]
+        return exc(f"{self.model._meta.object_name} matching query does not exist.")
 
     def _get_object(self, spec: Spec, value: Any) -> Any:
         info = meta.info(self.model)
@@ -158,7 +164,7 @@ class CachedQuerySet(models.QuerySet[_M]):
             hit = hit and payload is not None
         if hit:
             if payload is None:
-                raise self.model.DoesNotExist(f"{self.model._meta.object_name} matching query does not exist.")
+                raise self._does_not_exist()
             if isinstance(payload, tuple) and len(payload) == len(info.attnames):
                 return self._adopt(info.build(db, [payload], self.model))[0]
         rows = list(self.nocache().filter(pk=pk).values_list(*info.attnames))
@@ -168,7 +174,7 @@ class CachedQuerySet(models.QuerySet[_M]):
             else:
                 core.store(key, tags, versions, None, self._timeout(spec), namespace)
         if not rows:
-            raise self.model.DoesNotExist(f"{self.model._meta.object_name} matching query does not exist.")
+            raise self._does_not_exist()
         return self._adopt(info.build(db, rows, self.model))[0]
 
     def in_bulk(self, id_list: Iterable[Any] | None = None, *, field_name: str = "pk") -> dict[Any, _M]:
@@ -230,7 +236,7 @@ class CachedQuerySet(models.QuerySet[_M]):
                 result = self._fetch_cached(spec)
                 if result is not None:
                     self._result_cache = result
-        if spec is not None and self._prefetch_related_lookups and not self._prefetch_done:  # type: ignore[has-type]
+        if spec is not None and self._prefetch_related_lookups and not self._prefetch_done:  # type: ignore[attr-defined]
             token = _inherited.set(spec)
             try:
                 super()._fetch_all()  # type: ignore[misc]
@@ -261,7 +267,7 @@ class CachedQuerySet(models.QuerySet[_M]):
                 payload = [tuple(row) for row in compiler.results_iter(tuple_expected=True)]
                 result = self._adopt(info.build(db, payload, self.model))
             else:
-                result = payload = list(self._iterable_class(self))
+                result = payload = list(self._iterable_class(self))  # type: ignore[call-overload]
         if versions is not None and plan.store and queries.verify(plan, seen):
             with self._detached(result if kind == "model" and not rows_mode else []):
                 core.store(plan.key, plan.tags, versions, payload, self._timeout(spec), plan.namespace)
@@ -285,7 +291,7 @@ class CachedQuerySet(models.QuerySet[_M]):
         if known:
             for field, rel_objs in known.items():
                 attnames = [
-                    field.attname if from_field == "self" else self.model._meta.get_field(from_field).attname
+                    field.attname if from_field == "self" else self.model._meta.get_field(from_field).attname  # type: ignore[union-attr]
                     for from_field in field.from_fields
                 ]
                 for obj in objs:
@@ -355,7 +361,12 @@ class CachedQuerySet(models.QuerySet[_M]):
         def probe() -> Any:
             return self.nocache().annotate(**{f"_cachekit_{i}": e for i, e in enumerate(expressions)})
 
-        return self._cached_value("aggregate", extra, lambda: parent.aggregate(*args, **kwargs), probe)  # type: ignore[no-any-return]
+        return self._cached_value(  # type: ignore[no-any-return]
+            "aggregate",
+            extra,
+            lambda: parent.aggregate(*args, **kwargs),
+            probe,  # type: ignore[attr-defined]
+        )
 
     # -- writes ---------------------------------------------------------------
     # The SQL of every write is seen by the connection hook; these overrides add
@@ -372,7 +383,9 @@ class CachedQuerySet(models.QuerySet[_M]):
             before = list(qs.values_list("pk", *info.watched))
             updated = super().update(**kwargs)
             after = self.model._base_manager.using(db).filter(pk__in=[row[0] for row in before])
-            changes.rows_changed(self.model, db, [r[1:] for r in before], [r[1:] for r in after.values_list("pk", *info.watched)])
+            changes.rows_changed(
+                self.model, db, [r[1:] for r in before], [r[1:] for r in after.values_list("pk", *info.watched)]
+            )
         return updated
 
     def bulk_create(self, objs: Iterable[_M], *args: Any, **kwargs: Any) -> list[_M]:
@@ -382,7 +395,7 @@ class CachedQuerySet(models.QuerySet[_M]):
             changes.instances_changed(self.model, self.db, [], created)
         return created
 
-    def bulk_update(self, objs: Iterable[_M], fields: Sequence[str], batch_size: int | None = None) -> int:
+    def bulk_update(self, objs: Iterable[_M], fields: Iterable[str], batch_size: int | None = None) -> int:
         objs = list(objs)
         info = meta.info(self.model)
         if not info.watched:

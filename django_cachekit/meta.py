@@ -12,9 +12,9 @@ from django.apps import apps
 from django.db import models
 from django.db.models.base import ModelState
 from django.db.models.fields.files import FileDescriptor
+from django.db.models.fields.related_descriptors import ForeignKeyDeferredAttribute
 from django.db.models.query_utils import DeferredAttribute
 from django.db.models.signals import post_init, pre_init
-from django.db.models.fields.related_descriptors import ForeignKeyDeferredAttribute
 
 from . import keys, rows
 from .conf import conf
@@ -66,7 +66,9 @@ def parse_cache_meta(model: type[models.Model]) -> CacheOptions:
         )
     has_timeout = "timeout" in attrs
     timeout = attrs.get("timeout")
-    if has_timeout and not (timeout is None or (isinstance(timeout, int) and not isinstance(timeout, bool) and timeout > 0)):
+    if has_timeout and not (
+        timeout is None or (isinstance(timeout, int) and not isinstance(timeout, bool) and timeout > 0)
+    ):
         raise CacheMetaError(
             f"{label}.CacheMeta.timeout must be a positive integer or None, not {timeout!r}.",
             "django_cachekit.E020",
@@ -92,7 +94,7 @@ def parse_cache_meta(model: type[models.Model]) -> CacheOptions:
         for name in names:
             if name not in attnames:
                 raise CacheMetaError(
-                    f"{label}.CacheMeta.tags refers to {name!r} in {template!r}, which is not a concrete field attname.",
+                    f"{label}.CacheMeta.tags refers to {name!r} in {template!r}, which is not a field attname.",
                     "django_cachekit.E021",
                     hint=f"Use one of: {', '.join(sorted(attnames))}.",
                 )
@@ -215,7 +217,7 @@ class ModelInfo:
         if not self.plain or pre_init.has_listeners(cls) or post_init.has_listeners(cls):
             out = []
             for row in rows:
-                obj = cls.from_db(db, None, row)
+                obj = cls.from_db(db, None, row)  # type: ignore[arg-type]
                 if watched and ORIGINAL_ATTR not in obj.__dict__:
                     obj.__dict__[ORIGINAL_ATTR] = tuple(row[i] for i in watched)
                 out.append(obj)

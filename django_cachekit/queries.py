@@ -42,7 +42,7 @@ class Plan:
 
 
 def namespace(qs: QuerySet[Any]) -> str:
-    return qs.model._meta.label_lower
+    return str(qs.model._meta.label_lower)
 
 
 def plan(

@@ -55,7 +55,7 @@ def _datetime(field: models.Field[Any, Any]) -> Normalizer:
             return value
         if timezone.is_naive(value):
             value = timezone.make_aware(value, timezone.get_default_timezone())
-        return value.astimezone(datetime.timezone.utc)
+        return value.astimezone(datetime.UTC)
 
     return normalize
 

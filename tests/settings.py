@@ -5,6 +5,7 @@ CACHEKIT_TEST_DB:    sqlite | postgres
 """
 
 import os
+from typing import Any
 
 CACHE = os.environ.get("CACHEKIT_TEST_CACHE", "locmem")
 DB = os.environ.get("CACHEKIT_TEST_DB", "sqlite")
@@ -49,7 +50,7 @@ DATABASES = {
     "replica": {**_db, "TEST": {"MIRROR": "default"}},
 }
 
-_caches = {
+_caches: dict[str, dict[str, Any]] = {
     "locmem": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": f"tests-{RUN_ID}"},
     "django-redis": {
         "BACKEND": "django_redis.cache.RedisCache",

@@ -52,7 +52,7 @@ def test_payload_of_another_shape_is_a_miss(queries):
     article = ArticleFactory(title="real")
     with queries(0):
         Article.objects.cache().get(pk=article.pk)
-    info_tags = ("o:testapp_article:%s" % article.pk, "r:testapp_article", "g")
+    info_tags = (f"o:testapp_article:{article.pk}", "r:testapp_article", "g")
     versions = core.versions(info_tags)
     # Stamped correctly but holding a row of another length (an older model).
     core.store(article.cache_key, info_tags, versions, ("too", "short"), 60, "test")

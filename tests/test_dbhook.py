@@ -27,13 +27,25 @@ A = "testapp_article"
             [1, 2],
             [f"m:{A}", f"r:{A}"],
         ),
-        (f'UPDATE "{A}" SET "views" = %s WHERE ("{A}"."views" > %s AND "{A}"."id" = %s)', [1, 0, 2], [f"m:{A}", f"r:{A}"]),
+        (
+            f'UPDATE "{A}" SET "views" = %s WHERE ("{A}"."views" > %s AND "{A}"."id" = %s)',
+            [1, 0, 2],
+            [f"m:{A}", f"r:{A}"],
+        ),
         # Raw SQL as people type it.
         (f"update {A} set title = %s where id = %s", ["x", 3], [f"m:{A}", f"o:{A}:3"]),
         (f"  delete from {A}", None, [f"m:{A}", f"r:{A}"]),
         (f'INSERT INTO "{A}" ("title") VALUES (%s) RETURNING "{A}"."id"', ["x"], [f"m:{A}"]),
-        (f'INSERT INTO "{A}" ("id", "title") VALUES (%s, %s) ON CONFLICT ("id") DO UPDATE SET "title" = EXCLUDED."title"', [1, "x"], [f"m:{A}", f"r:{A}"]),
-        (f'INSERT INTO "{A}_tags" ("article_id", "tag_id") VALUES (%s, %s) ON CONFLICT DO NOTHING', [1, 2], [f"m:{A}_tags"]),
+        (
+            f'INSERT INTO "{A}" ("id", "title") VALUES (%s, %s) ON CONFLICT ("id") DO UPDATE SET "title" = EXCLUDED."title"',
+            [1, "x"],
+            [f"m:{A}", f"r:{A}"],
+        ),
+        (
+            f'INSERT INTO "{A}_tags" ("article_id", "tag_id") VALUES (%s, %s) ON CONFLICT DO NOTHING',
+            [1, 2],
+            [f"m:{A}_tags"],
+        ),
         (f'INSERT OR IGNORE INTO "{A}_tags" ("article_id", "tag_id") VALUES (%s, %s)', [1, 2], [f"m:{A}_tags"]),
         (f'INSERT OR REPLACE INTO "{A}" ("id") VALUES (%s)', [1], [f"m:{A}", f"r:{A}"]),
         (f'TRUNCATE "{A}", "testapp_comment"', None, [f"m:{A}", f"r:{A}", "m:testapp_comment", "r:testapp_comment"]),

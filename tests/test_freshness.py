@@ -10,7 +10,7 @@ from django.db import connection, models
 from django_cachekit import cached, invalidate_model
 from django_cachekit.models import cache_versions
 from tests.factories import ArticleFactory, AuthorFactory, CategoryFactory, CommentFactory, GroupFactory, TagFactory
-from tests.testapp.models import Article, Author, Category, Comment, Group, Membership, Place, Plain, Restaurant, Tag
+from tests.testapp.models import Article, Author, Category, Comment, Membership, Place, Plain, Restaurant, Tag
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -54,7 +54,10 @@ def test_create_is_seen_by_count_list_and_missing_get(queries):
         assert Article.objects.cache().count() == 2
     # A read of that pk ran before the insert, so the insert cannot prove its
     # entry is the newest: the next get is one miss, never a stale "missing".
-    assert cached_twice(queries, lambda: Article.objects.cache().get(pk=created.pk).title, n=int(created.pk == missing_pk)) == "fresh"
+    assert (
+        cached_twice(queries, lambda: Article.objects.cache().get(pk=created.pk).title, n=int(created.pk == missing_pk))
+        == "fresh"
+    )
 
 
 def test_negative_entry_is_invalidated_by_insert_with_that_pk(queries):
@@ -267,9 +270,9 @@ def test_change_to_joined_cached_model(queries):
     author = AuthorFactory(name="before")
     ArticleFactory(author=author)
     assert cached_twice(queries, lambda: Article.objects.cache().filter(author__name="after").count()) == 0
-    assert cached_twice(
-        queries, lambda: [a.author.name for a in Article.objects.cache().select_related("author")]
-    ) == ["before"]
+    assert cached_twice(queries, lambda: [a.author.name for a in Article.objects.cache().select_related("author")]) == [
+        "before"
+    ]
     author.name = "after"
     author.save()
     with queries(1):
@@ -300,9 +303,7 @@ def test_write_outside_django_needs_invalidate_model(queries, django_db_blocker)
     try:
         with outside.cursor() as cursor:
             outside.execute_wrappers.clear()
-            cursor.cursor.execute(
-                f"UPDATE {Article._meta.db_table} SET title = 'after' WHERE id = {int(article.pk)}"
-            )
+            cursor.cursor.execute(f"UPDATE {Article._meta.db_table} SET title = 'after' WHERE id = {int(article.pk)}")
         if not outside.get_autocommit():
             outside.commit()
     finally:
@@ -431,7 +432,8 @@ def test_uncached_model_is_untouched():
 
 
 def test_set_null_on_a_watched_foreign_key(queries):
-    from tests.testapp.models import Tagged, Plain as Target
+    from tests.testapp.models import Plain as Target
+    from tests.testapp.models import Tagged
 
     target = Target.objects.create(label="t")
     Tagged.objects.create(plain=target)

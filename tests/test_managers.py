@@ -110,7 +110,10 @@ def test_values_and_values_list(queries, data):
 
 
 def test_annotate(queries, data):
-    rows = twice(queries, lambda: [(a.title, a.n) for a in Article.objects.cache().annotate(n=Count("comments")).order_by("views")])
+    rows = twice(
+        queries,
+        lambda: [(a.title, a.n) for a in Article.objects.cache().annotate(n=Count("comments")).order_by("views")],
+    )
     assert rows[0] == ("a0", 2)
 
 
@@ -133,7 +136,10 @@ def test_select_related_and_prefetch_related(queries, data):
     def read():
         return [
             (a.title, a.author.name, sorted(t.name for t in a.tags.all()), len(a.comments.all()))
-            for a in Article.objects.cache().select_related("author", "category").prefetch_related("tags", "comments").order_by("views")
+            for a in Article.objects.cache()
+            .select_related("author", "category")
+            .prefetch_related("tags", "comments")
+            .order_by("views")
         ]
 
     rows = twice(queries, read, n=3)
@@ -149,7 +155,10 @@ def test_prefetch_with_custom_queryset_and_nested(queries, data):
             Prefetch("comments", queryset=Comment.objects.filter(score__gte=4), to_attr="good"),
             "tags__articles",
         )
-        return [(a.title, [c.score for c in a.good], sorted(len(t.articles.all()) for t in a.tags.all())) for a in qs.order_by("views")]
+        return [
+            (a.title, [c.score for c in a.good], sorted(len(t.articles.all()) for t in a.tags.all()))
+            for a in qs.order_by("views")
+        ]
 
     rows = twice(queries, read, n=4)
     assert rows[0] == ("a0", [4], [1, 1])

@@ -37,17 +37,11 @@ class Plain(models.Model):
     label = models.CharField(max_length=50)
 
 
-def default_category_id():
-    return None
-
-
 class Article(CachedModelMixin, models.Model):
     title = models.CharField(max_length=200)
     body = models.TextField(blank=True)
     author = models.ForeignKey(Author, on_delete=models.CASCADE, related_name="articles")
-    category = models.ForeignKey(
-        Category, null=True, blank=True, on_delete=models.SET_NULL, related_name="articles"
-    )
+    category = models.ForeignKey(Category, null=True, blank=True, on_delete=models.SET_NULL, related_name="articles")
     plain = models.ForeignKey(Plain, null=True, blank=True, on_delete=models.SET_DEFAULT, default=None)
     tags = models.ManyToManyField(Tag, blank=True, related_name="articles")
     views = models.IntegerField(default=0)

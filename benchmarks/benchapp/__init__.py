@@ -1,0 +1,1 @@
+"""A tiny app holding the models the benchmarks read and write."""

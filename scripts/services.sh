@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Start the services the tests use, where they are down: PostgreSQL and Redis
+# (from the machine's packages) and Memcached (installed from Debian's packages
+# when missing). Safe to run again.
+set -euo pipefail
+
+log() { printf '==> %s\n' "$*"; }
+as_root() { if [[ "$(id -u)" == 0 ]]; then "$@"; else sudo "$@"; fi; }
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+wait_for() {  # wait_for NAME PORT
+    for _ in $(seq 1 100); do
+        port_open "$2" && return 0
+        sleep 0.1
+    done
+    echo "services.sh: $1 did not start on 127.0.0.1:$2" >&2
+    exit 1
+}
+
+if ! port_open 5432; then
+    log "Starting PostgreSQL"
+    as_root pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -n 1)" main start
+    wait_for PostgreSQL 5432
+fi
+
+if ! port_open 6379; then
+    log "Starting Redis"
+    as_root mkdir -p /var/lib/redis /var/log/redis
+    as_root redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
+        --dir /var/lib/redis --logfile /var/log/redis/ci.log
+    wait_for Redis 6379
+fi
+
+if ! command -v memcached >/dev/null 2>&1; then
+    log "Installing Memcached"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q memcached >/dev/null \
+        || { as_root apt-get update -q >/dev/null && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q memcached >/dev/null; }
+fi
+if ! port_open 11211; then
+    log "Starting Memcached"
+    as_root memcached -d -u nobody -l 127.0.0.1 -p 11211 -m 256
+    wait_for Memcached 11211
+fi
+log "PostgreSQL, Redis and Memcached are up"

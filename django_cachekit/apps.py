@@ -53,7 +53,9 @@ def _models_changed(sender: Any, **kwargs: Any) -> None:
 def _settings_changed(setting: str, **kwargs: Any) -> None:
     if setting in ("CACHEKIT", "CACHES", "USE_TZ"):
         from . import backends, core, dbhook, meta, queries
+        from .conf import conf
 
+        conf.reload()
         meta.clear()
         dbhook.clear()
         queries.clear()

@@ -15,7 +15,7 @@ from typing import Any
 from django.db import connections, models
 
 from . import core, keys, meta, writes
-from .meta import ORIGINAL_ATTR, ModelInfo
+from .meta import ORIGINAL_ATTR, VERSIONS_ATTR, ModelInfo
 
 _MAX_TOUCH_DEPTH = 8
 
@@ -117,12 +117,17 @@ def before_save(obj: models.Model, using: str, update_fields: Iterable[str] | No
             row = model._base_manager.using(using).filter(pk=obj.pk).values_list(*info.watched).first()
             old = tuple(row) if row is not None else None
     versions = None
+    known = obj.__dict__.pop(VERSIONS_ATTR, None)
     if core.reading() and info.normalizers is not None and _writes_every_column(info, update_fields):
         if obj._state.adding or obj.pk is None:
             # An insert: the row's own tags must not exist yet; the others are read now.
             versions = core.versions((*info.rows_tags, keys.GLOBAL_TAG))
         else:
-            versions = core.versions(info.object_tags(info.pk_value(obj.pk)))
+            tags = info.object_tags(info.pk_value(obj.pk))
+            # Versions from the read that loaded obj are as good as fresh ones: if
+            # anything bumped them since, the write-through's check fails.
+            reuse = known is not None and all(t in known for t in tags)
+            versions = known if reuse else core.versions(tags)
     return SavePlan(old, versions)
 
 
@@ -153,6 +158,7 @@ def after_save(obj: models.Model, using: str, plan: SavePlan) -> None:
         before=tuple(plan.versions.get(t) for t in tags),
         payload=row,
         timeout=info.timeout,
+        target=obj,
     )
     buffer = writes.current(connection)
     if buffer is None:

@@ -1,4 +1,9 @@
-"""Settings, read lazily from ``settings.CACHEKIT`` so ``override_settings`` works."""
+"""Settings, read from ``settings.CACHEKIT``.
+
+Values are read on first use and kept until Django's ``setting_changed``
+signal says ``CACHEKIT`` changed (``override_settings`` sends it), so the hot
+path does not go through ``LazySettings`` on every read.
+"""
 
 from __future__ import annotations
 
@@ -13,20 +18,28 @@ DEFAULTS: dict[str, Any] = {
     "VERSION": 1,
     "ENABLED": True,
     "TAG_TIMEOUT": 7 * 24 * 3600,
-    "COMPRESS_MIN_SIZE": 64 * 1024,
+    "COMPRESS_MIN_SIZE": 1024 * 1024,
     "BREAKER_THRESHOLD": 5,
     "BREAKER_COOLDOWN": 10.0,
 }
 
 
 class Settings:
-    """Typed view over the ``CACHEKIT`` dict; every access reads settings anew."""
+    """Typed view over the ``CACHEKIT`` dict."""
+
+    def __init__(self) -> None:
+        self._values: dict[str, Any] | None = None
+
+    def reload(self) -> None:
+        self._values = None
 
     def _get(self, name: str) -> Any:
-        options = getattr(settings, "CACHEKIT", None)
-        if isinstance(options, dict) and name in options:
-            return options[name]
-        return DEFAULTS[name]
+        values = self._values
+        if values is None:
+            options = getattr(settings, "CACHEKIT", None)
+            values = {**DEFAULTS, **(options if isinstance(options, dict) else {})}
+            self._values = values
+        return values[name]
 
     @property
     def CACHE_ALIAS(self) -> str:

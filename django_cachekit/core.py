@@ -100,8 +100,7 @@ def _validate(raw: Any, required: Sequence[str], versions: Versions, namespace: 
         return False, None
     try:
         entry_tags, entry_stamp, payload = codec.decode(raw)
-        n = len(required)
-        valid = tuple(entry_tags[:n]) == tuple(required) and entry_stamp == tuple(versions[t] for t in entry_tags)
+        valid = entry_tags[: len(required)] == required and entry_stamp == tuple(versions[t] for t in entry_tags)
     except codec.CorruptEntry as exc:
         logger.warning("django-cachekit: unreadable entry in %s treated as a miss: %s", namespace, exc)
         metrics.record("corrupt", namespace)
@@ -115,7 +114,9 @@ def _validate(raw: Any, required: Sequence[str], versions: Versions, namespace: 
     return False, None
 
 
-def lookup(key: str, tags: Sequence[str], namespace: str, required: int | None = None) -> Found:
+def lookup(
+    key: str, tags: Sequence[str], namespace: str, required: int | None = None, vkeys: list[str] | None = None
+) -> Found:
     """``(hit, payload, versions)`` for one entry, in one round trip when versions exist.
 
     The entry must carry the first ``required`` tags (all by default) and may
@@ -127,7 +128,8 @@ def lookup(key: str, tags: Sequence[str], namespace: str, required: int | None =
     if not rt.usable():
         metrics.record("bypass", namespace)
         return False, None, None
-    vkeys = keys.version_keys(tags)
+    if vkeys is None:
+        vkeys = keys.version_keys(tags)
     _, fetched = rt.call(rt.store.fetch, [key], vkeys)
     if fetched is None:
         return False, None, None
@@ -135,7 +137,7 @@ def lookup(key: str, tags: Sequence[str], namespace: str, required: int | None =
     versions: Versions = {t: v for t, v in zip(tags, found) if v is not None}
     # An entry may carry fewer tags than were fetched, so a missing version
     # only matters when the entry needs it.
-    hit, payload = _validate(entries[0], tags[:required], versions, namespace)
+    hit, payload = _validate(entries[0], tuple(tags[:required]), versions, namespace)
     if hit or len(versions) == len(tags):
         return hit, payload, versions
     return False, None, _complete(rt, tags, vkeys, found)
@@ -157,7 +159,7 @@ def lookup_many(items: Sequence[tuple[str, Sequence[str]]], namespace: str, requ
     entries, found = fetched
     versions: Versions | None = {t: v for t, v in zip(all_tags, found) if v is not None}
     results = [
-        _validate(raw, tags[:required], versions, namespace)  # type: ignore[arg-type]
+        _validate(raw, tuple(tags[:required]), versions, namespace)  # type: ignore[arg-type]
         for raw, (_, tags) in zip(entries, items)
     ]
     if len(versions) < len(all_tags) and not all(hit for hit, _ in results):  # type: ignore[arg-type]

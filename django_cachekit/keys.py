@@ -25,7 +25,9 @@ def digest(data: str, size: int = 16) -> str:
 
 def safe_part(value: Any) -> str:
     text = str(value)
-    return text if _SAFE.match(text) else "#" + digest(text)
+    if type(value) is int or _SAFE.match(text):
+        return text
+    return "#" + digest(text)
 
 
 def prefix() -> str:

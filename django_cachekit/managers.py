@@ -24,7 +24,7 @@ from django.db.models.query import (
     ValuesListIterable,
 )
 
-from . import changes, core, dbhook, keys, meta, queries, writes
+from . import changes, core, dbhook, fingerprint, keys, meta, queries, writes
 from .queries import DEFAULT, OFF, Spec
 
 _M = TypeVar("_M", bound=models.Model)
@@ -42,7 +42,12 @@ _NOT_HANDLED = object()
 _inherited: ContextVar[Spec | None] = ContextVar("django_cachekit_prefetch", default=None)
 
 
+_DEFAULT_SPEC = Spec(DEFAULT, ())
+
+
 def make_spec(timeout: Any = DEFAULT, tags: Iterable[str] | str = ()) -> Spec:
+    if timeout is DEFAULT and not tags:
+        return _DEFAULT_SPEC
     if (
         timeout is not DEFAULT
         and timeout is not None
@@ -50,6 +55,17 @@ def make_spec(timeout: Any = DEFAULT, tags: Iterable[str] | str = ()) -> Spec:
     ):
         raise ValueError(f"cache() timeout must be a positive number of seconds or None, not {timeout!r}.")
     return Spec(timeout, tuple(keys.user_tags(tags)))
+
+
+_fresh: dict[type[models.Model], tuple[Any, ...]] = {}
+
+
+def _fresh_state(model: type[models.Model]) -> tuple[Any, ...]:
+    try:
+        return _fresh[model]
+    except KeyError:
+        found = _fresh[model] = fingerprint.state(models.sql.Query(model))
+        return found
 
 
 _pk_names: dict[type[models.Model], frozenset[str]] = {}
@@ -69,11 +85,97 @@ def _pk_lookups(model: type[models.Model]) -> frozenset[str]:
 
 class CachedQuerySet(models.QuerySet[_M]):
     _cachekit: Spec | None = None
+    # How the query was built (see fingerprint.py); None when unknown.
+    _cachekit_chain: tuple[Any, ...] | None = None
+    _cachekit_shape: tuple[Any, ...] = ()
+    _cachekit_state: tuple[Any, ...] | None = None
+
+    def __init__(self, model: Any = None, query: Any = None, using: str | None = None, hints: Any = None) -> None:
+        super().__init__(model, query, using, hints)
+        if query is None and model is not None:
+            self._cachekit_chain = ()
+            self._cachekit_state = _fresh_state(model)
 
     def _clone(self) -> CachedQuerySet[_M]:
         clone: CachedQuerySet[_M] = super()._clone()  # type: ignore[misc]
         clone._cachekit = self._cachekit
+        clone._cachekit_chain = self._cachekit_chain
+        clone._cachekit_shape = self._cachekit_shape
+        clone._cachekit_state = self._cachekit_state
         return clone
+
+    # -- recording how the query is built ------------------------------------
+
+    def _fingerprint(self) -> tuple[tuple[Any, ...], tuple[Any, ...]] | None:
+        """``(steps, shape)`` if this queryset's SQL is exactly what its recorded steps build."""
+        chain = self._cachekit_chain
+        if chain is None or fingerprint.state(self.query) != self._cachekit_state:
+            return None
+        return chain, self._cachekit_shape
+
+    def _recorded(self, result: Any, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if not isinstance(result, CachedQuerySet):
+            return result
+        found = self._fingerprint()
+        if found is None:
+            result._cachekit_chain = None
+            return result
+        try:
+            exact, shape = fingerprint.step(name, args, kwargs)
+        except fingerprint.Unknown:
+            result._cachekit_chain = None
+            return result
+        result._cachekit_chain = (*found[0], exact)
+        result._cachekit_shape = (*found[1], shape)
+        result._cachekit_state = fingerprint.state(result.query)
+        return result
+
+    def filter(self, *args: Any, **kwargs: Any) -> CachedQuerySet[_M]:
+        name = "filter!" if self._sticky_filter else "filter"  # type: ignore[attr-defined]
+        return self._recorded(super().filter(*args, **kwargs), name, args, kwargs)  # type: ignore[no-any-return]
+
+    def exclude(self, *args: Any, **kwargs: Any) -> CachedQuerySet[_M]:
+        name = "exclude!" if self._sticky_filter else "exclude"  # type: ignore[attr-defined]
+        return self._recorded(super().exclude(*args, **kwargs), name, args, kwargs)  # type: ignore[no-any-return]
+
+    def order_by(self, *fields: Any) -> CachedQuerySet[_M]:
+        return self._recorded(super().order_by(*fields), "order_by", fields, {})  # type: ignore[no-any-return]
+
+    def select_related(self, *fields: Any) -> CachedQuerySet[_M]:
+        return self._recorded(super().select_related(*fields), "select_related", fields, {})  # type: ignore[no-any-return]
+
+    def distinct(self, *fields: Any) -> CachedQuerySet[_M]:
+        return self._recorded(super().distinct(*fields), "distinct", fields, {})  # type: ignore[no-any-return]
+
+    def reverse(self) -> CachedQuerySet[_M]:
+        return self._recorded(super().reverse(), "reverse", (), {})  # type: ignore[no-any-return]
+
+    def only(self, *fields: Any) -> CachedQuerySet[_M]:
+        return self._recorded(super().only(*fields), "only", fields, {})  # type: ignore[no-any-return]
+
+    def defer(self, *fields: Any) -> CachedQuerySet[_M]:
+        return self._recorded(super().defer(*fields), "defer", fields, {})  # type: ignore[no-any-return]
+
+    def values(self, *fields: Any, **expressions: Any) -> Any:
+        return self._recorded(super().values(*fields, **expressions), "values", fields, expressions)
+
+    def values_list(self, *fields: Any, flat: bool = False, named: bool = False) -> Any:
+        result = super().values_list(*fields, flat=flat, named=named)
+        return self._recorded(result, "values_list", fields, {"flat": flat, "named": named})
+
+    def none(self) -> CachedQuerySet[_M]:
+        return self._recorded(super().none(), "none", (), {})  # type: ignore[no-any-return]
+
+    def __getitem__(self, k: Any) -> Any:
+        if self._result_cache is None:  # type: ignore[has-type]
+            if isinstance(k, slice) and k.step is None:
+                return self._recorded(super().__getitem__(k), "slice", (k.start, k.stop), {})
+            if isinstance(k, int) and k >= 0 and self._cachekit_chain is not None:
+                # As QuerySet does (a one-row slice), but through the recorded slice.
+                qs = self[k : k + 1]
+                qs._fetch_all()
+                return qs._result_cache[0]
+        return super().__getitem__(k)
 
     # -- opting in and out --------------------------------------------------
 
@@ -148,17 +250,17 @@ class CachedQuerySet(models.QuerySet[_M]):
         if pk is None:
             return _NOT_HANDLED
         db = self.db
-        tags = info.lookup_tags(pk)
+        key, tags, vkeys = info.object_lookup(db, pk)
+        required = info.object_tag_count
         inserted = False
         pending = writes.pending(db)
         if pending:
-            if not pending.isdisjoint(info.object_tags(pk)):
+            if not pending.isdisjoint(tags[:required]):
                 return _NOT_HANDLED
             # This transaction inserted rows: a cached "does not exist" may be its own row.
             inserted = not pending.isdisjoint(info.model_tags)
-        key = info.object_key(db, pk)
-        namespace = self.model._meta.label_lower
-        hit, payload, versions = core.lookup(key, tags, namespace, required=len(info.object_tags(pk)))
+        namespace = info.label
+        hit, payload, versions = core.lookup(key, tags, namespace, required, vkeys)
         if inserted:
             versions = None
             hit = hit and payload is not None
@@ -166,16 +268,18 @@ class CachedQuerySet(models.QuerySet[_M]):
             if payload is None:
                 raise self._does_not_exist()
             if isinstance(payload, tuple) and len(payload) == len(info.attnames):
-                return self._adopt(info.build(db, [payload], self.model))[0]
+                return self._adopt(info.build(db, [payload], self.model, versions))[0]
         rows = list(self.nocache().filter(pk=pk).values_list(*info.attnames))
         if versions is not None and queries.may_store(db):
             if rows:
-                core.store(key, info.object_tags(pk), versions, tuple(rows[0]), self._timeout(spec), namespace)
+                core.store(key, tags[:required], versions, tuple(rows[0]), self._timeout(spec), namespace)
             else:
                 core.store(key, tags, versions, None, self._timeout(spec), namespace)
+        else:
+            versions = None
         if not rows:
             raise self._does_not_exist()
-        return self._adopt(info.build(db, rows, self.model))[0]
+        return self._adopt(info.build(db, rows, self.model, versions))[0]
 
     def in_bulk(self, id_list: Iterable[Any] | None = None, *, field_name: str = "pk") -> dict[Any, _M]:
         spec = self._spec()
@@ -226,7 +330,7 @@ class CachedQuerySet(models.QuerySet[_M]):
                 ]
                 core.store_many(stores, timeout, namespace)
         objs = self._adopt(info.build(db, found.values(), self.model))
-        return {obj.pk: obj for obj in objs}
+        return {obj.pk: obj for obj in objs}  # type: ignore[attr-defined]
 
     def _fetch_all(self) -> None:
         spec = None

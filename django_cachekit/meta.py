@@ -20,6 +20,9 @@ from . import keys, rows
 from .conf import conf
 
 ORIGINAL_ATTR = "_cachekit_loaded"
+# The tag versions an instance's entry was stamped with: a later save of it
+# can write its fresh entry through without reading them again.
+VERSIONS_ATTR = "_cachekit_versions"
 _META_ATTRS = frozenset({"timeout", "tags", "touch", "warm"})
 _PLAIN_DESCRIPTORS = (DeferredAttribute, ForeignKeyDeferredAttribute, FileDescriptor)
 
@@ -144,6 +147,7 @@ class ModelInfo:
         assert concrete is not None
         copts = concrete._meta
         self.model = model
+        self.label = opts.label_lower
         self.concrete = concrete
         self.table = copts.db_table
         self.tables = (copts.db_table, *(parent._meta.db_table for parent in copts.get_parent_list()))
@@ -161,12 +165,14 @@ class ModelInfo:
                     conf.VERSION,
                     copts.label_lower,
                     self.tables,
+                    copts.ordering,
                     [(f.attname, f.column, type(f).__module__, type(f).__qualname__, f.null) for f in self.fields],
                 )
             ),
             size=5,
         )
         self.normalizers = rows.normalizers(self.fields)
+        self._static: tuple[str, tuple[str, ...], list[str]] | None = None
         self.plain = (
             model.__init__ is models.Model.__init__
             and getattr(model.from_db, "__func__", None) in _stock_from_db()
@@ -182,6 +188,29 @@ class ModelInfo:
     def pk_value(self, value: Any) -> Any:
         """The pk as Python sees it after a round trip through the database."""
         return self.pk.to_python(value)
+
+    def object_lookup(self, db: str, pk: Any) -> tuple[str, tuple[str, ...], list[str]]:
+        """The object entry's key, the tags it may carry and their version keys.
+
+        The first ``object_tag_count`` tags are the ones a present row's entry
+        carries; the model tags after them only matter to a "does not exist".
+        """
+        part = keys.safe_part(pk)
+        base = keys.prefix()
+        own = tuple(f"o:{t}:{part}" for t in self.tables)
+        static = self._static
+        if static is None or static[0] != base:
+            tags = (*self.rows_tags, keys.GLOBAL_TAG, *self.model_tags)
+            static = self._static = (base, tags, keys.version_keys(tags))
+        return (
+            f"{base}{self.schema}:o:{db}:{part}",
+            own + static[1],
+            [f"{base}v:{tag}" for tag in own] + static[2],
+        )
+
+    @property
+    def object_tag_count(self) -> int:
+        return 2 * len(self.tables) + 1
 
     def object_key(self, db: str, pk: Any) -> str:
         return f"{keys.prefix()}{self.schema}:o:{db}:{keys.safe_part(pk)}"
@@ -210,16 +239,24 @@ class ModelInfo:
             return None
         return rows.saved_row(obj, self.attnames, self.normalizers)
 
-    def build(self, db: str, rows: Iterable[Sequence[Any]], model: type[models.Model] | None = None) -> list[Any]:
+    def build(
+        self,
+        db: str,
+        rows: Iterable[Sequence[Any]],
+        model: type[models.Model] | None = None,
+        versions: dict[str, int] | None = None,
+    ) -> list[Any]:
         """Model instances from full rows, as ``from_db`` would make them."""
         cls = model or self.model
         watched = self.watched_idx
-        if not self.plain or pre_init.has_listeners(cls) or post_init.has_listeners(cls):
+        if not self.plain or _init_listeners(cls):
             out = []
             for row in rows:
                 obj = cls.from_db(db, None, row)  # type: ignore[arg-type]
                 if watched and ORIGINAL_ATTR not in obj.__dict__:
                     obj.__dict__[ORIGINAL_ATTR] = tuple(row[i] for i in watched)
+                if versions is not None:
+                    obj.__dict__[VERSIONS_ATTR] = versions
                 out.append(obj)
             return out
         names = self.attnames
@@ -234,9 +271,17 @@ class ModelInfo:
             values["_state"] = state
             if watched:
                 values[ORIGINAL_ATTR] = tuple(row[i] for i in watched)
+            if versions is not None:
+                values[VERSIONS_ATTR] = versions
             obj.__dict__ = values
             out.append(obj)
         return out
+
+
+def _init_listeners(cls: type[models.Model]) -> bool:
+    if not pre_init.receivers and not post_init.receivers:
+        return False
+    return pre_init.has_listeners(cls) or post_init.has_listeners(cls)
 
 
 _stock: tuple[Any, ...] | None = None
@@ -266,9 +311,31 @@ def info(model: type[models.Model]) -> ModelInfo:
 
 
 def clear() -> None:
-    global _tables
+    global _tables, _registry
     _infos.clear()
     _tables = None
+    _registry = None
+
+
+_registry: str | None = None
+
+
+def registry_digest() -> str:
+    """A digest of every model's fields and ordering: part of keys built without SQL,
+    whose SQL may involve other models (a related model's default ordering)."""
+    global _registry
+    if _registry is None:
+        described = [
+            (
+                m._meta.label_lower,
+                m._meta.db_table,
+                m._meta.ordering,
+                [(f.attname, f.column) for f in m._meta.concrete_fields],
+            )
+            for m in apps.get_models(include_auto_created=True)
+        ]
+        _registry = keys.digest(repr((conf.VERSION, sorted(described, key=lambda d: d[0]))), size=6)
+    return _registry
 
 
 # table name -> the concrete model that owns it (auto-created m2m tables included)
@@ -288,5 +355,6 @@ def table_models() -> dict[str, type[models.Model]]:
 
 
 def clear_tables() -> None:
-    global _tables
+    global _tables, _registry
     _tables = None
+    _registry = None

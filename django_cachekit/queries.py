@@ -17,6 +17,8 @@ logger = logging.getLogger("django_cachekit")
 
 # entry key -> tables seen read beyond those named in the main SQL (aggregates over joins)
 _learned: dict[str, frozenset[str]] = {}
+# (model, shape of the steps that built a queryset) -> tables its SQL reads
+_shapes: dict[Any, frozenset[str]] = {}
 _LEARNED_MAX = 10_000
 
 
@@ -50,26 +52,45 @@ def plan(
 ) -> Plan | None:
     """How to cache ``qs`` read as ``kind``; None when it must go to the database.
 
-    ``probe`` gives a queryset whose SQL reads what the real read will (an
-    aggregate's joins); it is compiled once per key.
+    The key comes from the steps that built the queryset when they are known
+    (no SQL is compiled on a hit), else from its SQL. The tags are the model
+    tags of every table the SQL reads; for a known shape of steps they are
+    remembered, so the SQL is compiled once per shape and process. ``probe``
+    gives a queryset whose SQL reads what the real read will (an aggregate's
+    joins); it is compiled once per key.
     """
     db = qs.db
-    ns = namespace(qs)
-    try:
-        sql, params = qs.query.get_compiler(using=db).as_sql()
-    except EmptyResultSet:
-        return None
     info = meta.info(qs.model)
-    key = f"{keys.prefix()}{info.schema}:q:{db}:{keys.digest(repr((kind, extra, spec.tags, sql, params)))}"
+    ns = info.label
+    found = qs._fingerprint() if hasattr(qs, "_fingerprint") else None
+    tables: frozenset[str] | None = None
+    if found is not None:
+        digest = keys.digest(repr(("steps", meta.registry_digest(), kind, extra, spec.tags, found[0])))
+        shape = (info.label, found[1])
+        tables = _shapes.get(shape)
+    else:
+        shape = None
+    if tables is None:
+        try:
+            sql, params = qs.query.get_compiler(using=db).as_sql()
+        except EmptyResultSet:
+            return None
+        tables = frozenset(dbhook.read_tables(sql))
+        if shape is not None:
+            _remember(_shapes, shape, tables)
+        else:
+            digest = keys.digest(repr(("sql", kind, extra, spec.tags, sql, params)))
+    key = f"{keys.prefix()}{info.schema}:q:{db}:{digest}"
     extra_tables = _learned.get(key)
     if extra_tables is None and probe is not None:
         extra_tables = _probe_tables(probe, db)
-        _remember(key, extra_tables)
-    tables = frozenset(dbhook.read_tables(sql)) | (extra_tables or frozenset())
+        _remember(_learned, key, extra_tables)
+    if extra_tables:
+        tables |= extra_tables
     known = meta.table_models()
     if not tables or not tables.issubset(known):
         metrics.record("bypass", ns)
-        logger.debug("django-cachekit: not caching a query on tables outside the model registry: %s", sql)
+        logger.debug("django-cachekit: not caching a query of %s on tables outside the model registry", ns)
         return None
     tags = (*sorted(keys.model_tag(t) for t in tables), *spec.tags, keys.GLOBAL_TAG)
     pending = writes.pending(db)
@@ -84,15 +105,15 @@ def verify(plan: Plan, seen: set[str]) -> bool:
     extra = seen - plan.tables
     if not extra:
         return True
-    _remember(plan.key, _learned.get(plan.key, frozenset()) | extra)
+    _remember(_learned, plan.key, _learned.get(plan.key, frozenset()) | extra)
     logger.debug("django-cachekit: %s read %s beyond its SQL; not stored this time", plan.key, sorted(extra))
     return False
 
 
-def _remember(key: str, tables: frozenset[str]) -> None:
-    if len(_learned) >= _LEARNED_MAX:
-        _learned.clear()
-    _learned[key] = tables
+def _remember(memo: dict[Any, frozenset[str]], key: Any, tables: frozenset[str]) -> None:
+    if len(memo) >= _LEARNED_MAX:
+        memo.clear()
+    memo[key] = tables
 
 
 def _probe_tables(probe: Callable[[], QuerySet[Any]], db: str) -> frozenset[str]:
@@ -126,3 +147,4 @@ def may_store(db: str) -> bool:
 
 def clear() -> None:
     _learned.clear()
+    _shapes.clear()

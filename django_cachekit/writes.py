@@ -23,6 +23,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 
 from . import codec, core, keys
 from .backends.base import Expect, Write, fresh_version
+from .meta import VERSIONS_ATTR
 
 
 @dataclass
@@ -38,6 +39,7 @@ class WriteThrough:
     before: tuple[int | None, ...]
     payload: Any
     timeout: int | None
+    target: Any = None  # the saved instance: it learns the versions its entry is stamped with
 
     def as_write(self, bumped: set[str]) -> Write:
         stamp: list[int] = []
@@ -51,6 +53,9 @@ class WriteThrough:
                 version += tag in bumped
                 expect.append(Expect(vkey, version))
             stamp.append(version)
+        if self.target is not None:
+            # If the write is refused, these are too old and the next save's check fails safely.
+            self.target.__dict__[VERSIONS_ATTR] = dict(zip(self.tags, stamp))
         return Write(self.key, codec.encode(self.tags, tuple(stamp), self.payload), self.timeout, expect)
 
 

@@ -146,8 +146,14 @@ class CacheMachine(RuleBasedStateMachine):
         assert Article.objects.cache().count() == Article.objects.count()
         for tag in self.tags:
             assert rows(Article.objects.cache().filter(tags=tag)) == rows(Article.objects.filter(tags=tag))
-        prefetched = [(a.pk, sorted(t.name for t in a.tags.all())) for a in Article.objects.cache().prefetch_related("tags").order_by("pk")]
-        assert prefetched == [(a.pk, sorted(t.name for t in a.tags.all())) for a in Article.objects.prefetch_related("tags").order_by("pk")]
+        prefetched = [
+            (a.pk, sorted(t.name for t in a.tags.all()))
+            for a in Article.objects.cache().prefetch_related("tags").order_by("pk")
+        ]
+        assert prefetched == [
+            (a.pk, sorted(t.name for t in a.tags.all()))
+            for a in Article.objects.prefetch_related("tags").order_by("pk")
+        ]
         live = self.pks[:6]
         cached_bulk = {pk: (a.title, a.views) for pk, a in Article.objects.cache().in_bulk(live).items()}
         assert cached_bulk == {pk: (a.title, a.views) for pk, a in Article.objects.in_bulk(live).items()}

@@ -112,10 +112,22 @@ class RedisStore(Store):
         self._bump = client.register_script(_BUMP)
         self._ensure = client.register_script(_ENSURE)
         self._make_key = caches[alias].make_key
+        self._made: dict[str, str] = {}
+
+    def _version_key(self, key: str) -> str:
+        # Version keys repeat (a model's tags, "g"): remember what the cache's key function made.
+        try:
+            return self._made[key]
+        except KeyError:
+            if len(self._made) > 50_000:
+                self._made.clear()
+            made = self._made[key] = str(self._make_key(key))
+            return made
 
     def fetch(self, keys: Sequence[str], version_keys: Sequence[str]) -> tuple[list[Any], list[int | None]]:
         make_key = self._make_key
-        raw = self.client.mget([make_key(k) for k in keys] + [make_key(k) for k in version_keys])
+        made = self._version_key
+        raw = self.client.mget([make_key(k) for k in keys] + [made(k) for k in version_keys])
         n = len(keys)
         return raw[:n], [_version(v) for v in raw[n:]]
 

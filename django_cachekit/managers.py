@@ -465,12 +465,10 @@ class CachedQuerySet(models.QuerySet[_M]):
         def probe() -> Any:
             return self.nocache().annotate(**{f"_cachekit_{i}": e for i, e in enumerate(expressions)})
 
-        return self._cached_value(  # type: ignore[no-any-return]
-            "aggregate",
-            extra,
-            lambda: parent.aggregate(*args, **kwargs),
-            probe,  # type: ignore[attr-defined]
-        )
+        def compute() -> Any:
+            return parent.aggregate(*args, **kwargs)  # type: ignore[attr-defined]
+
+        return self._cached_value("aggregate", extra, compute, probe)  # type: ignore[no-any-return]
 
     # -- writes ---------------------------------------------------------------
     # The SQL of every write is seen by the connection hook; these overrides add

@@ -50,8 +50,11 @@ _PK_TAIL = re.compile(
 _READ_TABLES = re.compile(r'\b(?:FROM|JOIN)\s+("(?:[^"]|"")+"|`[^`]+`)')
 
 
+_DOT = re.compile(r"\s*\.\s*(?=[\"`\[A-Za-z_])")
+
+
 def _unquote(name: str) -> str:
-    last = re.split(r"\s*\.\s*(?=[\"`\[A-Za-z_])", name)[-1]
+    last = _DOT.split(name)[-1] if "." in name else name
     if last[:1] in ('"', "`", "["):
         return last[1:-1].replace('""', '"')
     return last

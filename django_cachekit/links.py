@@ -27,6 +27,7 @@ _INSERT = re.compile(
     r"\s*\((?P<columns>[^)]*)\)\s*VALUES\s*(?P<values>\((?:\s*%s\s*,?)+\)(?:\s*,\s*\((?:\s*%s\s*,?)+\))*)", re.I
 )
 _WHERE = re.compile(r"\sWHERE\s", re.I)
+_WRITE_START = frozenset("IiDdUu")
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,11 @@ def _unquote(name: str) -> str:
 
 def match(sql: str) -> tuple[Link, str, re.Match[str]] | None:
     """The link table a write statement changes, if any."""
+    first = sql[:1]
+    if first.isspace():
+        first = sql.lstrip()[:1]
+    if first not in _WRITE_START or not links():
+        return None
     found = _STATEMENT.match(sql)
     if found is None:
         return None

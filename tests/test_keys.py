@@ -2,7 +2,7 @@
 
 import pytest
 from django.db import models
-from django.test.utils import isolate_apps, override_settings
+from django.test.utils import isolate_apps
 
 from django_cachekit import keys, meta
 from django_cachekit.models import CachedModelMixin
@@ -25,18 +25,16 @@ def test_version_setting_retires_every_entry(queries, settings):
         Article.objects.cache().count()
 
 
-@isolate_apps("tests.testapp")
 def test_schema_changes_with_fields_and_ordering():
-    names = iter(range(100))
-
     def schema(**fields):
-        meta_class = type("Meta", (), {"db_table": "same_table", "app_label": "testapp", **fields.pop("meta", {})})
-        model = type(
-            f"Variant{next(names)}",
-            (CachedModelMixin, models.Model),
-            {"__module__": "tests.testapp.models", "Meta": meta_class, **fields},
-        )
-        return meta.ModelInfo(model).schema
+        with isolate_apps("tests.testapp"):
+            options = {"db_table": "same_table", "app_label": "testapp", **fields.pop("meta", {})}
+            model = type(
+                "Variant",
+                (CachedModelMixin, models.Model),
+                {"__module__": "tests.testapp.models", "Meta": type("Meta", (), options), **fields},
+            )
+            return meta.ModelInfo(model).schema
 
     base = schema(title=models.CharField(max_length=10))
     assert base == schema(title=models.CharField(max_length=10))

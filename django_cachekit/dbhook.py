@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -228,10 +228,3 @@ def clear() -> None:
     global _on_delete_map
     _on_delete_map = None
     links.clear()
-
-
-def tables_of(sqls: Sequence[str]) -> set[str]:
-    found: set[str] = set()
-    for sql in sqls:
-        found |= read_tables(sql)
-    return found

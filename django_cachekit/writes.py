@@ -146,10 +146,6 @@ def pending(using: str) -> set[str] | None:
     return found or None
 
 
-def in_transaction(using: str) -> bool:
-    return bool(connections[using].in_atomic_block) or using in _batches()
-
-
 @contextmanager
 def batch(using: str) -> Iterator[Buffer | None]:
     """Collect the writes of one operation outside a transaction and flush them at the end.

@@ -137,6 +137,9 @@ def cached(
     if key is not None and not (isinstance(key, str) and key) and not callable(key):
         raise ValueError(f"cached() key must be a non-empty format string or a callable, not {key!r}.")
     depends_on = list(depends_on)
+    for dep in depends_on:
+        if not isinstance(dep, models.Model):
+            _model_class(dep, "cached(depends_on=...)")
 
     def decorator(func: F) -> F:
         signature = inspect.signature(func)

@@ -51,6 +51,12 @@ _SETTING_RULES: dict[str, tuple[str, Callable[[Any], bool], str]] = {
         lambda v: (_is_int(v) or isinstance(v, float)) and v > 0,
         "a positive number of seconds",
     ),
+    "METRICS": ("django_cachekit.E012", lambda v: isinstance(v, bool), "True or False"),
+    "METRICS_FLUSH_INTERVAL": (
+        "django_cachekit.E013",
+        lambda v: (_is_int(v) or isinstance(v, float)) and v > 0,
+        "a positive number of seconds",
+    ),
 }
 
 

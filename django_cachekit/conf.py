@@ -21,6 +21,8 @@ DEFAULTS: dict[str, Any] = {
     "COMPRESS_MIN_SIZE": 1024 * 1024,
     "BREAKER_THRESHOLD": 5,
     "BREAKER_COOLDOWN": 10.0,
+    "METRICS": True,
+    "METRICS_FLUSH_INTERVAL": 10.0,
 }
 
 
@@ -80,6 +82,14 @@ class Settings:
     @property
     def BREAKER_COOLDOWN(self) -> float:
         return float(self._get("BREAKER_COOLDOWN"))
+
+    @property
+    def METRICS(self) -> bool:
+        return bool(self._get("METRICS"))
+
+    @property
+    def METRICS_FLUSH_INTERVAL(self) -> float:
+        return float(self._get("METRICS_FLUSH_INTERVAL"))
 
 
 conf = Settings()

@@ -10,7 +10,7 @@ from typing import Any, TypeVar, cast
 
 from django.db import DEFAULT_DB_ALIAS, connections, models
 
-from . import core, keys, meta, queries, writes
+from . import core, keys, meta, metrics, queries, signals, writes
 from .backends.base import PatternUnsupported
 from .conf import conf
 from .core import cache_disabled
@@ -179,7 +179,11 @@ def cached(
             return value
 
         def invalidate(*args: Any, **kwargs: Any) -> None:
-            core.delete([entry_key(args, kwargs)])
+            entry = entry_key(args, kwargs)
+            core.delete([entry])
+            metrics.record("invalidation", name)
+            if signals.cache_invalidated.receivers:
+                signals.invalidated(name, key=entry)
 
         wrapper.invalidate = invalidate  # type: ignore[attr-defined]
         wrapper.cache_key = lambda *a, **kw: entry_key(a, kw)  # type: ignore[attr-defined]

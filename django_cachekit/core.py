@@ -11,11 +11,12 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, TypeVar
 
-from . import codec, keys, metrics
+from . import codec, keys, metrics, signals
 from .backends import get_store
 from .backends.base import Store, Write
 from .breaker import Breaker
 from .conf import conf
+from .signals import cache_hit, cache_invalidated, cache_miss
 
 logger = logging.getLogger("django_cachekit")
 
@@ -92,11 +93,13 @@ def reset() -> None:
         _runtimes.clear()
 
 
-def _validate(raw: Any, required: Sequence[str], versions: Versions, namespace: str) -> tuple[bool, Any]:
+def _validate(raw: Any, required: Sequence[str], versions: Versions, namespace: str, key: str) -> tuple[bool, Any]:
     """Whether ``raw`` is a current entry: it carries every ``required`` tag (and
     maybe others that were fetched), each at the version it was stamped with."""
     if raw is None:
         metrics.record("miss", namespace)
+        if cache_miss.receivers:
+            signals.miss(namespace, key, "miss")
         return False, None
     try:
         entry_tags, entry_stamp, payload = codec.decode(raw)
@@ -104,13 +107,19 @@ def _validate(raw: Any, required: Sequence[str], versions: Versions, namespace: 
     except codec.CorruptEntry as exc:
         logger.warning("django-cachekit: unreadable entry in %s treated as a miss: %s", namespace, exc)
         metrics.record("corrupt", namespace)
+        if cache_miss.receivers:
+            signals.miss(namespace, key, "corrupt")
         return False, None
     except (KeyError, TypeError):  # stamped with tags this read did not fetch: not its entry
         valid = False
     if valid:
         metrics.record("hit", namespace)
+        if cache_hit.receivers:
+            signals.hit(namespace, key)
         return True, payload
     metrics.record("stale", namespace)
+    if cache_miss.receivers:
+        signals.miss(namespace, key, "stale")
     return False, None
 
 
@@ -137,7 +146,7 @@ def lookup(
     versions: Versions = {t: v for t, v in zip(tags, found) if v is not None}
     # An entry may carry fewer tags than were fetched, so a missing version
     # only matters when the entry needs it.
-    hit, payload = _validate(entries[0], tuple(tags[:required]), versions, namespace)
+    hit, payload = _validate(entries[0], tuple(tags[:required]), versions, namespace, key)
     if hit or len(versions) == len(tags):
         return hit, payload, versions
     return False, None, _complete(rt, tags, vkeys, found)
@@ -159,8 +168,8 @@ def lookup_many(items: Sequence[tuple[str, Sequence[str]]], namespace: str, requ
     entries, found = fetched
     versions: Versions | None = {t: v for t, v in zip(all_tags, found) if v is not None}
     results = [
-        _validate(raw, tuple(tags[:required]), versions, namespace)  # type: ignore[arg-type]
-        for raw, (_, tags) in zip(entries, items)
+        _validate(raw, tuple(tags[:required]), versions, namespace, key)  # type: ignore[arg-type]
+        for raw, (key, tags) in zip(entries, items)
     ]
     if len(versions) < len(all_tags) and not all(hit for hit, _ in results):  # type: ignore[arg-type]
         versions = _complete(rt, all_tags, vkeys, found)
@@ -205,6 +214,7 @@ def store(
     value = codec.encode(tags, stamp(tags, versions), payload)
     if rt.call(rt.store.set, key, value, timeout)[0]:
         metrics.record("store", namespace)
+        metrics.record_size(namespace, key, len(value))
 
 
 def store_many(
@@ -216,6 +226,8 @@ def store_many(
     values = {key: codec.encode(tags, stamp(tags, versions), payload) for key, tags, versions, payload in items}
     if rt.call(rt.store.set_many, values, timeout)[0]:
         metrics.record("store", namespace, len(items))
+        for key, value in values.items():
+            metrics.record_size(namespace, key, len(value))
 
 
 def delete(keys_: Sequence[str]) -> None:
@@ -235,5 +247,8 @@ def bump(tags: Sequence[str], writes: Sequence[Write] = ()) -> None:
     if not rt.call(rt.store.bump, keys.version_keys(tags), conf.TAG_TIMEOUT, writes)[0]:
         rt.breaker.lost_invalidations = True
         return
-    for tag in tags:
-        metrics.record("invalidation", keys.tag_namespace(tag))
+    # One invalidation per model (or namespace) per bump, whatever the number of its tags.
+    for namespace, bumped in metrics.by_namespace(tags).items():
+        metrics.record("invalidation", namespace)
+        if cache_invalidated.receivers:
+            signals.invalidated(namespace, bumped)

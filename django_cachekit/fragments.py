@@ -1,0 +1,183 @@
+"""Rendered output cached on the versions of the objects it shows.
+
+A fragment's key names what it is (a name, the identities of its objects, a
+digest of the template text that renders it, any ``vary`` values); its entry is
+stamped with the versions of the objects' tags, the same tags that make up
+``cache_version`` (the row, what touches it, its table's rows tag, the global
+generation), plus the caller's tags. A save of an object, of a child that
+``touch``-es it, or ``invalidate_tags()`` of one of the tags makes the entry a
+miss; nothing else does, so fragments nest like Russian dolls: a child's change
+re-renders the child's fragment and its parents', and every other fragment
+stays a hit.
+
+The template tag in ``templatetags/cachekit.py`` is a thin layer over these
+functions; they can be used from Python too::
+
+    fragment = fragments.fragment("card", [article, article.author], tags=["frontpage"])
+    html = fragments.render(fragment, lambda: render_to_string("card.html", {...}))
+"""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import models
+
+from . import core, keys, meta
+from .api import _may_store_here, _stable, _written_here
+from .conf import conf
+
+__all__ = ["Fragment", "fetch_many", "fragment", "object_tags", "render", "validate_timeout"]
+
+DEFAULT: Any = object()
+_VARY_TYPES = (str, int, float, bool, decimal.Decimal, datetime.date, datetime.time, uuid.UUID, models.Model)
+
+
+@dataclass(frozen=True)
+class Fragment:
+    """Where a fragment lives: its key, the tags its entry is stamped with, its name."""
+
+    key: str
+    tags: tuple[str, ...]
+    name: str
+
+    @property
+    def namespace(self) -> str:
+        return f"fragment:{self.name}"
+
+
+def _schema() -> str:
+    return keys.digest(f"fragments:{conf.VERSION}", size=5)
+
+
+def _instances(value: Any, what: str) -> list[models.Model | None]:
+    """``value`` as a list of saved instances (None kept: "no object" is part of the key)."""
+    if value is None:
+        return [None]
+    if isinstance(value, models.Model):
+        if value.pk is None:
+            raise ValueError(f"{what} is an unsaved {type(value).__name__}, which has no version yet: {value!r}.")
+        return [value]
+    if isinstance(value, (list, tuple, models.QuerySet)):
+        found: list[models.Model | None] = []
+        for i, item in enumerate(value):
+            if not isinstance(item, models.Model):
+                raise TypeError(f"{what}[{i}] must be a model instance, not {type(item).__name__} {item!r}.")
+            found += _instances(item, f"{what}[{i}]")
+        return found
+    raise TypeError(
+        f"{what} must be a saved model instance, a list of them or None, not {type(value).__name__} {value!r}."
+    )
+
+
+def object_tags(obj: models.Model) -> tuple[str, ...]:
+    """The tags whose versions make up ``obj.cache_version``."""
+    info = meta.info(type(obj))
+    return info.version_tags(info.pk_value(obj.pk))
+
+
+def _check_vary(value: Any, what: str) -> None:
+    if value is None or isinstance(value, _VARY_TYPES):
+        return
+    if isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            _check_vary(item, f"{what}[{i}]")
+        return
+    raise TypeError(
+        f"{what} must be a string, a number, a date, a model instance, None or a list of them, "
+        f"not {type(value).__name__} {value!r}."
+    )
+
+
+def fragment(
+    name: str,
+    objects: Iterable[Any] = (),
+    *,
+    source: str = "",
+    tags: Iterable[str] | str = (),
+    vary: Any = None,
+    labels: Sequence[str] | None = None,
+) -> Fragment:
+    """The fragment ``name`` showing ``objects``, rendered by ``source``.
+
+    ``objects`` are saved model instances, lists of them, or None; ``tags`` are
+    user tags (``invalidate_tags()`` retires the fragment); ``vary`` is anything
+    else the output depends on (a language, a user's id). ``labels`` name the
+    objects in error messages.
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"A fragment name must be a non-empty string, not {name!r}.")
+    identities: list[Any] = []
+    entry_tags: list[str] = []
+    for i, value in enumerate(objects):
+        what = labels[i] if labels is not None and i < len(labels) else f"object {i + 1}"
+        for obj in _instances(value, what):
+            if obj is None:
+                identities.append(None)
+                continue
+            info = meta.info(type(obj))
+            pk = info.pk_value(obj.pk)
+            identities.append((info.label, info.schema, keys.safe_part(pk)))
+            entry_tags += info.version_tags(pk)
+    entry_tags += keys.user_tags(tags)
+    entry_tags.append(keys.GLOBAL_TAG)
+    _check_vary(vary, "vary")
+    described = repr((name, source, identities, _stable(vary)))
+    key = f"{keys.prefix()}{_schema()}:fr:{keys.digest(described)}"
+    return Fragment(key, tuple(dict.fromkeys(entry_tags)), name)
+
+
+def validate_timeout(timeout: Any) -> int | None:
+    if timeout is DEFAULT:
+        return conf.TIMEOUT
+    if timeout is None or (isinstance(timeout, int) and not isinstance(timeout, bool) and timeout > 0):
+        return timeout  # type: ignore[no-any-return]
+    raise ValueError(f"A fragment timeout must be a positive number of seconds or None, not {timeout!r}.")
+
+
+def usable(frag: Fragment) -> bool:
+    """Whether the cache may be read for ``frag`` now: not inside ``cache_disabled()``,
+    nor in a transaction that wrote one of its objects."""
+    return core.reading() and not _written_here(frag.tags)
+
+
+def fetch_many(frags: Sequence[Fragment]) -> dict[str, core.Found]:
+    """The entries of several fragments and their tags' versions in one round trip.
+
+    Fragments that may not be read now are left out; pass each result to
+    ``render(found=...)``.
+    """
+    wanted = {f.key: f for f in frags if usable(f)}
+    if not wanted:
+        return {}
+    namespace = next(iter(wanted.values())).namespace
+    found = core.lookup_many([(f.key, f.tags) for f in wanted.values()], namespace)
+    return dict(zip(wanted, found))
+
+
+def render(
+    frag: Fragment, render_fn: Callable[[], str], timeout: Any = DEFAULT, found: core.Found | None = None
+) -> str:
+    """The fragment's stored output if it is current, else ``render_fn()``, stored.
+
+    The entry is stamped with the versions read before ``render_fn`` runs, so a
+    write that lands while it renders leaves a miss, never stale output. Cache
+    errors are counted and skipped: the fragment renders.
+    """
+    ttl = validate_timeout(timeout)
+    if not usable(frag):
+        return render_fn()
+    if found is None:
+        found = core.lookup(frag.key, frag.tags, frag.namespace)
+    hit, payload, versions = found
+    if hit and isinstance(payload, str):
+        return payload
+    output = render_fn()
+    if versions is not None and _may_store_here():
+        core.store(frag.key, frag.tags, versions, str(output), ttl, frag.namespace)
+    return output

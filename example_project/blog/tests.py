@@ -314,3 +314,116 @@ class PageTests(CacheIsolationMixin, TransactionTestCase):
             response = self.client.get(url)
         self.assertEqual(response.context["totals"]["comments"], 3)
         self.assertContains(response, '<div class="value" id="stat-comments">3</div>', html=True)
+
+
+class FragmentTests(CacheIsolationMixin, TransactionTestCase):
+    """The list and the detail render articles and comments as cached fragments."""
+
+    def setUp(self):
+        from django_cachekit import metrics
+
+        super().setUp()
+        self.ada = Author.objects.create(name="Ada Lovelace", email="ada@example.com")
+        self.python_cat = Category.objects.create(name="Python", slug="python")
+        self.redis = Tag.objects.create(name="redis", slug="redis")
+        now = timezone.now()
+        self.first = Article.objects.create(
+            title="First", body="One.", author=self.ada, category=self.python_cat, published_at=now
+        )
+        self.second = Article.objects.create(
+            title="Second", body="Two.", author=self.ada, published_at=now - timedelta(days=1)
+        )
+        self.first.tags.add(self.redis)
+        Comment.objects.create(article=self.first, author_name="Grace", body="Nice one.")
+        Comment.objects.create(article=self.first, author_name="Linus", body="Numbers, please.")
+        Comment.objects.create(article=self.second, author_name="Barbara", body="Agreed.")
+        clear_cache()
+        metrics.reset()
+
+    def fragments(self, name):
+        from django_cachekit import metrics
+
+        found = metrics.snapshot().get(f"fragment:{name}", {})
+        return {event: n for event, n in found.items() if n and event in ("hit", "miss", "stale")}
+
+    def fragment_reads(self, url):
+        """GET ``url``; return the fragment keys of each cache read that had some."""
+        from unittest import mock
+
+        from django_cachekit import core
+
+        store = core.runtime().store
+        fetch = store.fetch
+        reads = []
+
+        def counting(keys, version_keys):
+            reads.append([k for k in keys if ":fr:" in k])
+            return fetch(keys, version_keys)
+
+        with mock.patch.object(store, "fetch", counting):
+            self.client.get(url)
+        return [r for r in reads if r]
+
+    def test_list_reads_the_fragments_of_a_page_in_one_round_trip(self):
+        self.client.get("/")
+        self.assertEqual(self.fragments("article-item"), {"miss": 2})
+        reads = self.fragment_reads("/")
+        self.assertEqual([len(r) for r in reads], [2])
+        self.assertEqual(self.fragments("article-item"), {"miss": 2, "hit": 2})
+
+    def test_list_fragments_follow_what_they_show(self):
+        self.client.get("/")
+        self.ada.name = "Ada King"
+        self.ada.save()
+        self.redis.name = "valkey"
+        self.redis.save()
+        Comment.objects.create(article=self.first, author_name="Edsger", body="Considered.")
+        response = self.client.get("/")
+        self.assertContains(response, "Ada King", count=2)
+        self.assertNotContains(response, "Ada Lovelace")
+        self.assertContains(response, ">valkey</a>")
+        self.assertContains(response, "3 comments")
+
+    def test_detail_is_a_russian_doll(self):
+        url = self.first.get_absolute_url()
+        self.client.get(url)
+        self.client.get(self.second.get_absolute_url())
+        self.assertEqual(self.fragments("comment"), {"miss": 3})
+        self.client.get(url)
+        # The outer fragment is a hit: its comments are not even looked up.
+        self.assertEqual(self.fragments("article"), {"miss": 2, "hit": 1})
+        self.assertEqual(self.fragments("comment"), {"miss": 3})
+        self.client.post(url, {"author_name": "Barbara", "body": "Liskov approves."})
+        response = self.client.get(url)
+        self.assertContains(response, "Liskov approves.")
+        self.assertContains(response, "3 comments")
+        # The new comment touched its article: the outer fragment renders again and
+        # reuses the two comments that did not change.
+        self.assertEqual(self.fragments("article"), {"miss": 2, "hit": 1, "stale": 1})
+        self.assertEqual(self.fragments("comment"), {"miss": 4, "hit": 2})
+        # The other article is untouched.
+        self.client.get(self.second.get_absolute_url())
+        self.assertEqual(self.fragments("article"), {"miss": 2, "hit": 2, "stale": 1})
+
+    def test_detail_edits_of_a_comment_and_of_the_author_show(self):
+        url = self.first.get_absolute_url()
+        self.client.get(url)
+        comment = Comment.objects.get(author_name="Grace")
+        comment.body = "Nice one, edited."
+        comment.save()
+        self.ada.name = "Ada King"
+        self.ada.save()
+        response = self.client.get(url)
+        self.assertContains(response, "Nice one, edited.")
+        self.assertContains(response, "Ada King")
+
+    def test_detail_form_is_rendered_for_each_request(self):
+        from django.test import Client
+
+        url = self.first.get_absolute_url()
+        one, two = Client(), Client()
+        first = one.get(url)
+        second = two.get(url)
+        self.assertEqual(self.fragments("article"), {"miss": 1, "hit": 1})
+        self.assertNotEqual(first.context["csrf_token"], second.context["csrf_token"])
+        self.assertContains(second, str(second.context["csrf_token"]))

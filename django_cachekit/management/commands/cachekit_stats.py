@@ -1,0 +1,180 @@
+"""``manage.py cachekit_stats``: hits, misses and invalidations per model and namespace."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.apps import apps
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from ... import metrics, totals
+from ...conf import conf
+
+SORTS = {
+    "lookups": lambda r: (-r["lookups"], r["namespace"]),
+    "hits": lambda r: (-r["hit"], r["namespace"]),
+    "misses": lambda r: (-(r["miss"] + r["corrupt"] + r["stale"]), r["namespace"]),
+    "rate": lambda r: (r["hit_rate"] is None, -(r["hit_rate"] or 0), r["namespace"]),
+    "invalidations": lambda r: (-r["invalidation"], r["namespace"]),
+    "name": lambda r: (r["namespace"],),
+}
+
+
+def size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KiB", "MiB"):
+        if value < 1024 or unit == "MiB":
+            return f"{n} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError  # pragma: no cover
+
+
+def rate(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}%"
+
+
+class Command(BaseCommand):
+    help = (
+        "Show the cache's hits, misses, hit rate, stale entries, invalidations and largest entries "
+        "per model and namespace, added up over every process (CACHEKIT['METRICS'])."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "labels",
+            nargs="*",
+            metavar="app_label[.Model]|namespace",
+            help="Show only these models, apps or namespaces (a @cached function's dotted name).",
+        )
+        parser.add_argument("--json", action="store_true", help="Print JSON instead of a table.")
+        parser.add_argument("--reset", action="store_true", help="Clear the totals after printing them.")
+        parser.add_argument(
+            "--sort", choices=sorted(SORTS), default="lookups", help="Order of the rows (default: lookups)."
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        try:
+            report = totals.collect()
+        except Exception as exc:  # the cache client's own error
+            raise CommandError(
+                f"Could not read the metrics from the cache {conf.CACHE_ALIAS!r}: {type(exc).__name__}: {exc}"
+            ) from exc
+        rows = self._select(report, options["labels"])
+        rows.sort(key=SORTS[options["sort"]])
+        if options["json"]:
+            self._print_json(report, rows, options["reset"])
+        else:
+            self._print_table(report, rows, options["verbosity"])
+        if options["reset"]:
+            try:
+                totals.reset()
+            except Exception as exc:
+                raise CommandError(f"Could not reset the metrics in the cache {conf.CACHE_ALIAS!r}: {exc}") from exc
+            if not options["json"] and options["verbosity"] > 0:
+                self.stdout.write("The totals were reset.")
+
+    def _select(self, report: totals.Report, labels: list[str]) -> list[dict[str, Any]]:
+        rows = report.rows()
+        if not labels:
+            return rows
+        chosen: dict[str, dict[str, Any]] = {}
+        for label in labels:
+            wanted = label.lower()
+            found = [
+                r
+                for r in rows
+                if r["namespace"].lower() in (wanted,) or r["namespace"].lower().startswith(f"{wanted}.")
+            ]
+            if not found:
+                found = self._empty_rows(label)
+            for row in found:
+                chosen[row["namespace"]] = row
+        return list(chosen.values())
+
+    def _empty_rows(self, label: str) -> list[dict[str, Any]]:
+        """Zero rows for an installed model or app without metrics; CommandError for anything else."""
+        try:
+            if label.count(".") == 1:
+                names = [apps.get_model(label)._meta.label_lower]
+            else:
+                names = [m._meta.label_lower for m in apps.get_app_config(label).get_models()]
+        except (LookupError, ValueError):
+            raise CommandError(
+                f"{label!r} is neither an installed model or app nor a namespace with metrics."
+            ) from None
+        return totals.Report({n: dict.fromkeys(metrics.EVENTS, 0) for n in names}, {}, shared=False).rows()
+
+    def _print_json(self, report: totals.Report, rows: list[dict[str, Any]], reset: bool) -> None:
+        total = {event: sum(r[event] for r in rows) for event in metrics.EVENTS}
+        data = {
+            "cache": conf.CACHE_ALIAS,
+            "shared": report.shared,
+            "namespaces": rows,
+            "total": {**total, "hit_rate": totals.hit_rate(total)},
+            "reset": reset,
+        }
+        self.stdout.write(json.dumps(data, indent=2))
+
+    def _print_table(self, report: totals.Report, rows: list[dict[str, Any]], verbosity: int) -> None:
+        out = self.stdout.write
+        if verbosity > 0:
+            if report.shared:
+                out(f"Cache metrics of every process (totals in the cache {conf.CACHE_ALIAS!r})")
+            else:
+                out("Cache metrics of this process only (CACHEKIT['METRICS'] is False)")
+            out("")
+        if not rows:
+            out("Nothing counted yet.")
+            return
+        header = ("namespace", "kind", "hits", "misses", "stale", "hit rate", "invalidations", "stores", "largest")
+        table = [header]
+        for r in rows:
+            largest = r["biggest"][0]["bytes"] if r["biggest"] else None
+            table.append(
+                (
+                    r["namespace"],
+                    r["kind"],
+                    str(r["hit"]),
+                    str(r["miss"] + r["corrupt"]),
+                    str(r["stale"]),
+                    rate(r["hit_rate"]),
+                    str(r["invalidation"]),
+                    str(r["store"]),
+                    "-" if largest is None else size(largest),
+                )
+            )
+        total = {event: sum(r[event] for r in rows) for event in metrics.EVENTS}
+        table.append(
+            (
+                "total",
+                "",
+                str(total["hit"]),
+                str(total["miss"] + total["corrupt"]),
+                str(total["stale"]),
+                rate(totals.hit_rate(total)),
+                str(total["invalidation"]),
+                str(total["store"]),
+                "",
+            )
+        )
+        widths = [max(len(line[i]) for line in table) for i in range(len(header))]
+        for n, line in enumerate(table):
+            cells = [cell.ljust(w) if i < 2 else cell.rjust(w) for i, (cell, w) in enumerate(zip(line, widths))]
+            out("  ".join(cells).rstrip())
+            if n == 0 or n == len(table) - 2:
+                out("  ".join("-" * w for w in widths))
+        notes = []
+        if total["bypass"]:
+            notes.append(f"{total['bypass']} reads bypassed the cache (cache unavailable, or tables no model owns)")
+        if total["error"]:
+            notes.append(f"{total['error']} cache errors")
+        for note in notes:
+            out(f"Also: {note}.")
+        biggest = [(b["bytes"], r["namespace"], b["key"]) for r in rows for b in r["biggest"]]
+        if biggest and verbosity > 0:
+            out("")
+            out("Largest entries stored")
+            width = max(len(ns) for _, ns, _ in biggest)
+            for n, ns, key in sorted(biggest, reverse=True)[:10]:
+                out(f"  {ns.ljust(width)}  {size(n).rjust(10)}  {key}")

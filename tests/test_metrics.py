@@ -1,0 +1,486 @@
+"""Metrics: counts per namespace across threads and processes, the shared totals,
+the largest entries, signals and the cachekit_stats command."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.core.cache import caches
+from django.core.cache.backends.locmem import LocMemCache
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.db import connection
+from django.test.utils import override_settings
+
+from django_cachekit import cached, invalidate_all, invalidate_tags, metrics, signals, totals
+from django_cachekit.checks import check_settings
+from tests.conftest import CACHE, needs_redis
+from tests.factories import ArticleFactory, AuthorFactory
+from tests.testapp.models import Article, Author
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+ROOT = Path(__file__).resolve().parent.parent
+needs_shared_cache = pytest.mark.skipif(
+    CACHE == "locmem", reason="LocMem lives inside one process: other processes cannot add to its totals"
+)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_totals():
+    totals.reset()
+    yield
+    totals.reset()
+
+
+def fresh_cache():
+    """An empty cache and no counts: saves wrote their rows through, so reads would hit."""
+    caches["default"].clear()
+    totals.reset()
+
+
+def cachekit(**options):
+    return override_settings(CACHEKIT={**settings.CACHEKIT, **options})
+
+
+def stats_json(*args):
+    out = _call("--json", *args)
+    return json.loads(out)
+
+
+def _call(*args):
+    from io import StringIO
+
+    out = StringIO()
+    call_command("cachekit_stats", *args, stdout=out)
+    return out.getvalue()
+
+
+def row(report, namespace):
+    return next(r for r in report["namespaces"] if r["namespace"] == namespace)
+
+
+def child_env(**extra):
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "CACHEKIT_TEST_RUN": settings.RUN_ID,
+        "CK_DB_NAME": str(connection.settings_dict["NAME"]),
+        "PYTHONPATH": str(ROOT),
+        **extra,
+    }
+
+
+def run_manage(*args, **env):
+    return subprocess.run(
+        [sys.executable, "-m", "django", "cachekit_stats", *args],
+        cwd=ROOT,
+        env=child_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+# -- counting -------------------------------------------------------------------------
+
+
+def test_hit_rate_equals_the_mix_of_hits_and_misses():
+    authors = AuthorFactory.create_batch(2)
+    fresh_cache()
+    for author in authors:  # 2 misses, then 8 hits
+        for _ in range(5):
+            Author.objects.cache().get(pk=author.pk)
+
+    local = metrics.snapshot()["testapp.author"]
+    assert (local["hit"], local["miss"], local["store"]) == (8, 2, 2)
+    report = stats_json()
+    author = row(report, "testapp.author")
+    assert (author["hit"], author["miss"], author["lookups"], author["hit_rate"]) == (8, 2, 10, 80.0)
+    assert author["kind"] == "model"
+    assert report["shared"] is True
+
+    # Flushing moves the counts to the shared totals without counting them twice.
+    assert totals.flush() is True
+    assert metrics.pending()[1] == {}
+    assert row(stats_json(), "testapp.author")["hit"] == 8
+    Author.objects.cache().get(pk=authors[0].pk)
+    assert row(stats_json(), "testapp.author")["hit"] == 9
+    assert totals.flush() is True
+    assert row(stats_json(), "testapp.author")["hit_rate"] == pytest.approx(81.8)
+
+
+def test_counts_of_real_threads_add_up():
+    @cached(timeout=60)
+    def square(n):
+        return n
+
+    barrier = threading.Barrier(6)
+
+    def work(k):
+        barrier.wait()
+        for i in range(40):
+            square((k, i % 4))  # 4 misses, then 36 hits in each thread
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(6)]
+    for t in threads:
+        t.start()
+    # A flush while the threads count must neither lose nor double anything.
+    for _ in range(5):
+        totals.flush()
+    for t in threads:
+        t.join()
+
+    name = f"{square.__module__}.{square.__qualname__}"
+    assert metrics.snapshot()[name]["hit"] == 6 * 36
+    result = row(stats_json(), name)
+    assert (result["hit"], result["miss"], result["store"], result["hit_rate"]) == (216, 24, 24, 90.0)
+    assert result["kind"] == "function"
+
+
+def test_invalidations_stale_entries_and_kinds_are_counted():
+    article = ArticleFactory()
+    fresh_cache()
+    Article.objects.cache().get(pk=article.pk)
+    Article.objects.filter(pk=article.pk).update(title="changed")  # bumps the row's tags
+    Article.objects.cache().get(pk=article.pk)  # finds the entry, stamped with older versions
+    article.refresh_from_db()
+    article.save()  # one save bumps several tags of testapp.article: counted once
+
+    @cached(timeout=60)
+    def report(n):
+        return n
+
+    report(1)
+    report.invalidate(1)
+    before = metrics.snapshot()
+    invalidate_tags("team:1", "team:2")  # two tags, one invalidation
+    invalidate_all()
+
+    counts = metrics.snapshot()
+    assert counts["testapp.article"]["stale"] == 1
+    assert counts["testapp.article"]["invalidation"] == 2  # the update and the save
+    assert counts[f"{report.__module__}.{report.__qualname__}"]["invalidation"] == 1
+    assert counts["tags"]["invalidation"] == before["tags"]["invalidation"] + 1
+    assert counts["global"]["invalidation"] == 1
+    result = stats_json()
+    assert {r["namespace"]: r["kind"] for r in result["namespaces"]}["tags"] == "tags"
+    assert row(result, "testapp.article")["hit_rate"] == 0.0
+
+
+def test_the_largest_entries_are_remembered_per_namespace():
+    @cached(timeout=60)
+    def blob(n):
+        return "x" * n
+
+    sizes = [100, 5000, 300, 20000, 40, 7000, 900, 60000]
+    for n in sizes:
+        blob(n)
+    name = f"{blob.__module__}.{blob.__qualname__}"
+    kept = metrics.biggest()[name]
+    assert len(kept) == metrics.BIGGEST_KEPT
+    assert [n for n, _ in kept] == sorted((n for n, _ in kept), reverse=True)
+    assert kept[0][0] > 60000 > kept[1][0] > 20000  # the payload plus the entry's tags and stamp
+    assert {k for _, k in kept} == {blob.cache_key(n) for n in (60000, 20000, 7000, 5000, 900)}
+
+    totals.flush()
+    shared = row(stats_json(), name)["biggest"]
+    assert [(b["bytes"], b["key"]) for b in shared] == kept
+    table = _call(name)
+    assert "Largest entries stored" in table
+    assert blob.cache_key(60000) in table
+
+
+# -- the shared totals ------------------------------------------------------------------
+
+
+def _count_round_trips(monkeypatch):
+    """Round trips made by this thread: socket sends (Redis, Memcached) or outer LocMem calls."""
+    me = threading.get_ident()
+    calls = []
+    depth = [0]
+
+    def wrap(owner, name):
+        original = getattr(owner, name)
+
+        def counted(self, *args, **kwargs):
+            if threading.get_ident() != me:
+                return original(self, *args, **kwargs)
+            if not depth[0]:
+                calls.append(name)
+            depth[0] += 1
+            try:
+                return original(self, *args, **kwargs)
+            finally:
+                depth[0] -= 1
+
+        monkeypatch.setattr(owner, name, counted)
+
+    wrap(socket.socket, "sendall")
+    wrap(socket.socket, "send")
+    for name in ("get", "get_many", "set", "set_many", "add", "incr", "delete", "delete_many"):
+        wrap(LocMemCache, name)
+    return calls
+
+
+def test_counting_adds_no_round_trip_to_a_hit(monkeypatch, queries):
+    author = AuthorFactory()
+    seen = {}
+    for enabled in (False, True):
+        with cachekit(METRICS=enabled, METRICS_FLUSH_INTERVAL=0.001):
+            Author.objects.cache().get(pk=author.pk)
+            calls = _count_round_trips(monkeypatch)
+            with queries(0):
+                for _ in range(50):
+                    totals.wake()  # flushes run in the background while the hits are served
+                    Author.objects.cache().get(pk=author.pk)
+            seen[enabled] = list(calls)
+            monkeypatch.undo()
+            if enabled:
+                deadline = time.monotonic() + 30
+                while time.monotonic() < deadline and metrics.pending()[1]:
+                    totals.wake()
+                    time.sleep(0.01)
+                assert metrics.pending()[1] == {}, "the background thread flushed nothing"
+    assert seen[True] == seen[False]
+    assert len(seen[True]) == 50  # one round trip per hit
+    with cachekit(METRICS_FLUSH_INTERVAL=0.001):
+        assert row(stats_json(), "testapp.author")["hit"] >= 50
+
+
+@needs_redis
+def test_a_flush_is_one_round_trip_on_redis(monkeypatch):
+    for i in range(20):
+        metrics.record("hit", f"ns{i}", i + 1)
+        metrics.record_size(f"ns{i}", f"key{i}", 1000 + i)
+    calls = _count_round_trips(monkeypatch)
+    assert totals.flush() is True
+    monkeypatch.undo()
+    assert len(calls) == 1
+    report = stats_json()
+    assert row(report, "ns19")["hit"] == 20
+    assert row(report, "ns19")["biggest"] == [{"bytes": 1019, "key": "key19"}]
+
+
+@needs_shared_cache
+def test_processes_add_up_in_the_shared_totals():
+    authors = AuthorFactory.create_batch(3)
+    fresh_cache()
+    script = textwrap.dedent(
+        """
+        import os, sys
+        from django.conf import settings
+        settings.DATABASES["default"]["NAME"] = os.environ["CK_DB_NAME"]
+        import django
+        django.setup()
+        from django_cachekit import cached
+        from tests.testapp.models import Author
+
+        @cached(timeout=60)
+        def work(k, i):
+            return (k, i)
+
+        k, pk = int(sys.argv[1]), int(sys.argv[2])
+        for i in range(10):
+            work(k, i % 2)                      # 2 misses, 8 hits
+        for _ in range(5):
+            Author.objects.cache().get(pk=pk)   # 1 miss, 4 hits
+        # exits without flushing by hand: the exit flush adds the counts
+        """
+    )
+    procs = [
+        subprocess.Popen([sys.executable, "-c", script, str(k), str(a.pk)], cwd=ROOT, env=child_env())
+        for k, a in enumerate(authors)
+    ]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0, 0]
+
+    report = stats_json()
+    work = row(report, "__main__.work")
+    assert (work["hit"], work["miss"], work["hit_rate"]) == (24, 6, 80.0)
+    author = row(report, "testapp.author")
+    assert (author["hit"], author["miss"], author["hit_rate"]) == (12, 3, 80.0)
+
+    # The command in another process sees the same totals, as JSON and as a table.
+    done = run_manage("--json")
+    assert done.returncode == 0, done.stderr
+    other = json.loads(done.stdout)
+    assert row(other, "__main__.work")["hit"] == 24
+    assert row(other, "testapp.author")["hit_rate"] == 80.0
+    done = run_manage("testapp.Author")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    author_line = next(line for line in lines if line.startswith("testapp.author"))
+    assert author_line.split()[:8] == ["testapp.author", "model", "12", "3", "0", "80.0%", "0", "3"]
+    assert "__main__.work" not in done.stdout
+
+    done = run_manage("--reset")
+    assert done.returncode == 0, done.stderr
+    assert "The totals were reset." in done.stdout
+    assert stats_json()["namespaces"] == []
+
+
+@needs_shared_cache
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded")
+def test_a_forked_child_counts_from_zero():
+    metrics.record("hit", "forked", 5)
+    pid = os.fork()
+    if pid == 0:  # the child: its parent's 5 hits are not its own
+        code = 1
+        try:
+            metrics.record("hit", "forked", 2)
+            code = 0 if totals.flush() and metrics.snapshot()["forked"]["hit"] == 2 else 1
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert totals.flush() is True
+    assert row(stats_json(), "forked")["hit"] == 7
+
+
+def test_metrics_off_keeps_counts_in_this_process():
+    with cachekit(METRICS=False):
+        metrics.record("hit", "alone", 3)
+        assert totals.flush() is False
+        report = stats_json()
+        assert report["shared"] is False
+        assert row(report, "alone")["hit"] == 3
+        assert "this process only" in _call()
+        metrics.reset()
+    assert stats_json()["namespaces"] == []  # nothing was written to the cache
+
+
+# -- cachekit_stats ---------------------------------------------------------------------
+
+
+def test_stats_table_is_aligned_and_filtered():
+    metrics.record("hit", "testapp.article", 1234)
+    metrics.record("miss", "testapp.article", 66)
+    metrics.record("stale", "testapp.article", 4)
+    metrics.record("invalidation", "testapp.article", 17)
+    metrics.record("hit", "tests.reports.monthly", 99)
+    metrics.record("miss", "tests.reports.monthly", 1)
+    out = _call()
+    lines = out.splitlines()
+    header = next(line for line in lines if line.startswith("namespace"))
+    article = next(line for line in lines if line.startswith("testapp.article"))
+    total = next(line for line in lines if line.startswith("total"))
+    assert header.index("hit rate") + len("hit rate") == article.index("94.6%") + len("94.6%")
+    assert article.split()[:8] == ["testapp.article", "model", "1234", "66", "4", "94.6%", "17", "0"]
+    assert total.split()[:6] == ["total", "1333", "67", "4", "94.9%", "17"]
+    assert lines.index(article) < next(i for i, line in enumerate(lines) if line.startswith("tests.reports"))
+
+    only = _call("testapp")
+    assert "testapp.article" in only and "tests.reports.monthly" not in only
+    assert "tests.reports.monthly" in _call("tests.reports.monthly")
+    assert "testapp.comment" in _call("testapp.Comment")  # an installed model without counts: a row of zeros
+    rows = stats_json("--sort", "rate")["namespaces"]
+    assert [r["namespace"] for r in rows] == ["tests.reports.monthly", "testapp.article"]
+
+
+def test_stats_reset_clears_every_count():
+    metrics.record("hit", "testapp.article", 3)
+    totals.flush()
+    metrics.record("hit", "testapp.article", 2)
+    report = stats_json("--reset")
+    assert report["reset"] is True
+    assert row(report, "testapp.article")["hit"] == 5
+    assert stats_json()["namespaces"] == []
+    assert "Nothing counted yet." in _call()
+
+
+def test_stats_bad_input_is_named():
+    with pytest.raises(CommandError, match="'nosuchapp.Thing' is neither"):
+        _call("nosuchapp.Thing")
+    done = run_manage("--sort", "speed")
+    assert done.returncode == 2
+    assert "invalid choice: 'speed'" in done.stderr
+
+
+def test_stats_report_an_unreachable_cache():
+    dead = {"BACKEND": "django_redis.cache.RedisCache", "LOCATION": "redis://127.0.0.1:1/0"}
+    with override_settings(CACHES={**settings.CACHES, "dead": dead}), cachekit(CACHE_ALIAS="dead"):
+        with pytest.raises(CommandError, match="Could not read the metrics from the cache 'dead'"):
+            _call()
+    done = run_manage(CACHEKIT_TEST_REDIS_URL="redis://127.0.0.1:1/0", CACHEKIT_TEST_CACHE="django-redis")
+    assert done.returncode == 1
+    assert "Could not read the metrics from the cache 'default'" in done.stderr
+
+
+def test_metrics_settings_are_checked():
+    with cachekit(METRICS="yes", METRICS_FLUSH_INTERVAL=0):
+        errors = {e.id: e.msg for e in check_settings()}
+    assert errors["django_cachekit.E012"] == "CACHEKIT['METRICS'] must be True or False, not 'yes'."
+    assert "not 0" in errors["django_cachekit.E013"]
+
+
+# -- signals ----------------------------------------------------------------------------
+
+
+def test_signals_name_the_model_and_the_entry():
+    article = ArticleFactory()
+    fresh_cache()
+    got = []
+
+    def receiver(signal, sender, **kwargs):
+        got.append((signal, sender, kwargs))
+
+    for signal in (signals.cache_hit, signals.cache_miss, signals.cache_invalidated):
+        signal.connect(receiver)
+    try:
+        Article.objects.cache().get(pk=article.pk)
+        Article.objects.cache().get(pk=article.pk)
+        Article.objects.filter(pk=article.pk).update(views=3)
+        Article.objects.cache().get(pk=article.pk)
+
+        @cached(timeout=60)
+        def double(n):
+            return 2 * n
+
+        double(1)
+        double.invalidate(1)
+    finally:
+        for signal in (signals.cache_hit, signals.cache_miss, signals.cache_invalidated):
+            signal.disconnect(receiver)
+
+    key = Article.objects.filter(pk=article.pk)[0].cache_key
+    name = f"{double.__module__}.{double.__qualname__}"
+    # The update also bumped the declared tag author:<id>, sent for the namespace "tags".
+    tagged = [kwargs for s, sender, kwargs in got if sender == "tags"]
+    assert [t["tags"] for t in tagged] == [(f"u:author:{article.author_id}",)]
+    got = [g for g in got if g[1] != "tags"]
+    assert [(s, sender) for s, sender, _ in got] == [
+        (signals.cache_miss, Article),
+        (signals.cache_hit, Article),
+        (signals.cache_invalidated, Article),
+        (signals.cache_miss, Article),
+        (signals.cache_miss, name),
+        (signals.cache_invalidated, name),
+    ]
+    assert got[0][2] == {"namespace": "testapp.article", "key": key, "reason": "miss"}
+    assert got[1][2] == {"namespace": "testapp.article", "key": key}
+    assert f"o:testapp_article:{article.pk}" in got[2][2]["tags"]
+    assert got[3][2]["reason"] == "stale"
+    assert got[5][2] == {"namespace": name, "tags": (), "key": double.cache_key(1)}
+
+
+def test_no_signal_is_built_without_receivers(monkeypatch):
+    article = ArticleFactory()
+    fresh_cache()
+
+    def boom(*args, **kwargs):
+        raise AssertionError("a signal was sent without receivers")
+
+    for name in ("hit", "miss", "invalidated"):
+        monkeypatch.setattr(signals, name, boom)
+    Article.objects.cache().get(pk=article.pk)
+    Article.objects.cache().get(pk=article.pk)
+    article.save()
+    assert metrics.snapshot()["testapp.article"]["hit"] == 1

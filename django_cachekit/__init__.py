@@ -12,6 +12,7 @@ from .api import (
     invalidate_pattern,
     invalidate_tags,
 )
+from .warming import warmer
 
 __version__ = "0.1.0"
 
@@ -24,4 +25,5 @@ __all__ = [
     "invalidate_object",
     "invalidate_pattern",
     "invalidate_tags",
+    "warmer",
 ]

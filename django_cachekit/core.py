@@ -41,6 +41,32 @@ def reading() -> bool:
     return conf.ENABLED and not _disabled.get()
 
 
+class Tally:
+    """What lookups and stores did inside ``tallying()``: how cache warming counts.
+
+    ``hits`` are the keys found valid, ``stored`` the keys stored with their
+    timeout; with ``dry`` nothing is stored, only counted.
+    """
+
+    def __init__(self, dry: bool = False) -> None:
+        self.dry = dry
+        self.hits: dict[str, None] = {}
+        self.stored: dict[str, int | None] = {}
+
+
+_tally: ContextVar[Tally | None] = ContextVar("django_cachekit_tally", default=None)
+
+
+@contextmanager
+def tallying(dry: bool = False) -> Iterator[Tally]:
+    tally = Tally(dry)
+    token = _tally.set(tally)
+    try:
+        yield tally
+    finally:
+        _tally.reset(token)
+
+
 class Runtime:
     """A cache alias as django-cachekit uses it: its store and its circuit breaker."""
 
@@ -147,6 +173,8 @@ def lookup(
     # An entry may carry fewer tags than were fetched, so a missing version
     # only matters when the entry needs it.
     hit, payload = _validate(entries[0], tuple(tags[:required]), versions, namespace, key)
+    if hit and (tally := _tally.get()) is not None:
+        tally.hits[key] = None
     if hit or len(versions) == len(tags):
         return hit, payload, versions
     return False, None, _complete(rt, tags, vkeys, found)
@@ -171,6 +199,9 @@ def lookup_many(items: Sequence[tuple[str, Sequence[str]]], namespace: str, requ
         _validate(raw, tuple(tags[:required]), versions, namespace, key)  # type: ignore[arg-type]
         for raw, (key, tags) in zip(entries, items)
     ]
+    tally = _tally.get()
+    if tally is not None:
+        tally.hits.update((key, None) for (key, _), (hit, _) in zip(items, results) if hit)
     if len(versions) < len(all_tags) and not all(hit for hit, _ in results):  # type: ignore[arg-type]
         versions = _complete(rt, all_tags, vkeys, found)
     return [(hit, payload, versions) for hit, payload in results]
@@ -211,10 +242,16 @@ def store(
     rt = runtime()
     if not rt.breaker.allow():
         return
+    tally = _tally.get()
+    if tally is not None and tally.dry:
+        tally.stored[key] = timeout
+        return
     value = codec.encode(tags, stamp(tags, versions), payload)
     if rt.call(rt.store.set, key, value, timeout)[0]:
         metrics.record("store", namespace)
         metrics.record_size(namespace, key, len(value))
+        if tally is not None:
+            tally.stored[key] = timeout
 
 
 def store_many(
@@ -223,11 +260,17 @@ def store_many(
     rt = runtime()
     if not items or not rt.breaker.allow():
         return
+    tally = _tally.get()
+    if tally is not None and tally.dry:
+        tally.stored.update((key, timeout) for key, *_ in items)
+        return
     values = {key: codec.encode(tags, stamp(tags, versions), payload) for key, tags, versions, payload in items}
     if rt.call(rt.store.set_many, values, timeout)[0]:
         metrics.record("store", namespace, len(items))
         for key, value in values.items():
             metrics.record_size(namespace, key, len(value))
+        if tally is not None:
+            tally.stored.update(dict.fromkeys(values, timeout))
 
 
 def delete(keys_: Sequence[str]) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import string
 import threading
 from collections.abc import Callable, Iterable, Sequence
@@ -23,7 +25,7 @@ ORIGINAL_ATTR = "_cachekit_loaded"
 # The tag versions an instance's entry was stamped with: a later save of it
 # can write its fresh entry through without reading them again.
 VERSIONS_ATTR = "_cachekit_versions"
-_META_ATTRS = frozenset({"timeout", "tags", "touch", "warm"})
+_META_ATTRS = frozenset({"timeout", "tags", "touch", "warm", "refresh_ahead"})
 _PLAIN_DESCRIPTORS = (DeferredAttribute, ForeignKeyDeferredAttribute, FileDescriptor)
 
 
@@ -43,6 +45,8 @@ class CacheOptions:
     warm: Callable[[], Any] | None
     # attnames the tags and touch read, snapshotted on load to know old values
     watched: tuple[str, ...]
+    # warming re-stores valid entries with less than this fraction of their timeout left
+    refresh_ahead: float | None = None
 
 
 def is_cached_model(model: type[models.Model]) -> bool:
@@ -128,6 +132,23 @@ def parse_cache_meta(model: type[models.Model]) -> CacheOptions:
         )
     if isinstance(warm, (staticmethod, classmethod)):
         warm = warm.__get__(None, model)
+    if warm is not None:
+        warm = _warm_callable(warm, model, label)
+    refresh_ahead = attrs.get("refresh_ahead")
+    if refresh_ahead is not None and not (
+        isinstance(refresh_ahead, (int, float)) and not isinstance(refresh_ahead, bool) and 0 < refresh_ahead < 1
+    ):
+        raise CacheMetaError(
+            f"{label}.CacheMeta.refresh_ahead must be a fraction between 0 and 1, not {refresh_ahead!r}.",
+            "django_cachekit.E026",
+            hint="For example refresh_ahead = 0.25 refreshes entries in the last quarter of their timeout.",
+        )
+    if refresh_ahead is not None and warm is None:
+        raise CacheMetaError(
+            f"{label}.CacheMeta.refresh_ahead is set but {label}.CacheMeta has no warm.",
+            "django_cachekit.E026",
+            hint="refresh_ahead applies to the entries a warmer loads: add warm or remove refresh_ahead.",
+        )
     return CacheOptions(
         timeout=timeout,
         has_timeout=has_timeout,
@@ -135,6 +156,26 @@ def parse_cache_meta(model: type[models.Model]) -> CacheOptions:
         touch=tuple(touch),
         warm=warm,
         watched=tuple(dict.fromkeys(watched)),
+        refresh_ahead=None if refresh_ahead is None else float(refresh_ahead),
+    )
+
+
+def _warm_callable(warm: Callable[..., Any], model: type[models.Model], label: str) -> Callable[[], Any]:
+    """``CacheMeta.warm`` as a function of no arguments: it may take the model class or nothing."""
+    try:
+        signature = inspect.signature(warm)
+    except (TypeError, ValueError):  # a builtin without a signature: call it as it is
+        return warm
+    for args in ((model,), ()):
+        try:
+            signature.bind(*args)
+        except TypeError:
+            continue
+        return functools.partial(warm, *args) if args else warm
+    raise CacheMetaError(
+        f"{label}.CacheMeta.warm must take no argument or the model class, not {signature}.",
+        "django_cachekit.E025",
+        hint="For example warm = staticmethod(lambda: Article.objects.order_by('-views')[:100]).",
     )
 
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import math
 import secrets
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from django.core.cache import BaseCache, caches
+from django.core.cache.backends.locmem import LocMemCache
 
 
 def fresh_version() -> int:
@@ -102,6 +105,28 @@ class Store:
             cache.set(write.key, write.value, write.timeout)
             stored += 1
         return stored
+
+    def ttls(self, keys: Sequence[str]) -> list[float | None]:
+        """Seconds each key has left (``inf``: no expiry, ``0``: absent), None where the cache cannot tell."""
+        cache = self.cache
+        if not isinstance(cache, LocMemCache):
+            return [None] * len(keys)
+        expiries = cache._expire_info  # type: ignore[attr-defined]
+        now = time.time()
+        out: list[float | None] = []
+        for key in keys:
+            made = cache.make_and_validate_key(key)
+            if made not in expiries:
+                out.append(0.0)
+            else:
+                expiry = expiries[made]
+                out.append(math.inf if expiry is None else max(expiry - now, 0.0))
+        return out
+
+    def touch_many(self, items: dict[str, int | None]) -> int:
+        """Give each present key a new timeout; returns how many were present."""
+        cache = self.cache
+        return sum(bool(cache.touch(key, timeout)) for key, timeout in items.items())
 
     def delete_pattern(self, pattern: str) -> int:
         raise PatternUnsupported(

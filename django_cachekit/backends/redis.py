@@ -7,6 +7,7 @@ the bytes django-cachekit encodes; versions as Redis integers.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -169,6 +170,33 @@ class RedisStore(Store):
         if not keys:
             return 0
         return int(self._bump(keys=keys, args=args, client=self.client))
+
+    def ttls(self, keys: Sequence[str]) -> list[float | None]:
+        pipe = self.client.pipeline(transaction=False)
+        for key in keys:
+            pipe.pttl(self._make_key(key))
+        # PTTL: -1 for a key without expiry, -2 for a missing key.
+        return [math.inf if ms == -1 else max(ms, 0) / 1000 for ms in pipe.execute()]
+
+    def touch_many(self, items: dict[str, int | None]) -> int:
+        pipe = self.client.pipeline(transaction=False)
+        for key, timeout in items.items():
+            made = self._make_key(key)
+            if timeout:
+                pipe.pexpire(made, timeout * 1000)
+            else:
+                pipe.persist(made)
+                pipe.exists(made)
+        results = pipe.execute()
+        touched, i = 0, 0
+        for timeout in items.values():
+            if timeout:
+                touched += bool(results[i])
+                i += 1
+            else:
+                touched += bool(results[i + 1])
+                i += 2
+        return touched
 
     def delete_pattern(self, pattern: str) -> int:
         """UNLINK every key matching ``pattern`` (a glob over django-cachekit's key names)."""

@@ -1,0 +1,1 @@
+"""Optional integrations: ``prometheus`` (prometheus-client) and ``debug_toolbar`` (django-debug-toolbar)."""

@@ -303,6 +303,19 @@ def _read_once(round_trips):
     assert round_trips.below == ({"MGET": 1} if CACHE in REDIS_CACHES else {"get_many": 1})
 
 
+def test_a_hit_is_one_round_trip_and_an_outer_hit_reads_nothing_inside(round_trips):
+    article = fresh(ArticleFactory())
+    CommentFactory.create_batch(3, article=article)
+    source = (
+        '{% cachefragment "outer" article %}{% for c in article.comments.all %}'
+        '{% cachefragment "inner" c %}{{ c.text }}{% endcachefragment %}{% endfor %}{% endcachefragment %}'
+    )
+    expected = render(source, article=article)
+    round_trips.reset()
+    assert render(source, article=article) == expected
+    _read_once(round_trips)
+
+
 def test_a_loop_of_fragments_is_read_in_one_round_trip(round_trips, queries):
     article = ArticleFactory()
     comments = CommentFactory.create_batch(12, article=article)

@@ -61,6 +61,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_cachekit",
     "blog",
+    "monitor",
 ]
 
 MIDDLEWARE = [

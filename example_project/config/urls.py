@@ -3,5 +3,6 @@ from django.urls import include, path
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("monitor/", include("monitor.urls")),
     path("", include("blog.urls")),
 ]

@@ -129,8 +129,12 @@ def hit_rate(counts: dict[str, int]) -> float | None:
 
 
 def kind(namespace: str) -> str:
+    """``model``, ``function``, the prefix of a prefixed namespace (``fragment:...``) or the namespace itself."""
     if namespace in ("tags", "global", "cache"):
         return namespace
+    head, colon, _ = namespace.partition(":")
+    if colon and head.isidentifier():
+        return head
     return "function" if isinstance(signals.sender_for(namespace), str) else "model"
 
 

@@ -381,6 +381,10 @@ def test_stats_table_is_aligned_and_filtered():
     assert "testapp.article" in only and "tests.reports.monthly" not in only
     assert "tests.reports.monthly" in _call("tests.reports.monthly")
     assert "testapp.comment" in _call("testapp.Comment")  # an installed model without counts: a row of zeros
+    metrics.record("hit", "fragment:sidebar", 1)
+    kinds = {r["namespace"]: r["kind"] for r in stats_json()["namespaces"]}
+    assert kinds == {"testapp.article": "model", "tests.reports.monthly": "function", "fragment:sidebar": "fragment"}
+    metrics.record("hit", "fragment:sidebar", -1)
     rows = stats_json("--sort", "rate")["namespaces"]
     assert [r["namespace"] for r in rows] == ["tests.reports.monthly", "testapp.article"]
 

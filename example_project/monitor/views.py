@@ -13,6 +13,7 @@ from django.utils import timezone
 from django_cachekit import totals
 
 TARGET = 80.0  # the hit rate the chart marks as the goal, in percent
+KINDS = ["model", "function", "fragment"]  # the order of the chart's groups
 
 
 def snapshot():
@@ -32,9 +33,11 @@ def snapshot():
             "invalidations": r["invalidation"],
         }
         for r in report.rows()
-        if r["lookups"] and r["kind"] in ("model", "function")
+        if r["lookups"]
     ]
-    rows.sort(key=lambda r: (r["kind"] != "model", -r["lookups"], r["namespace"]))
+    rows.sort(
+        key=lambda r: (KINDS.index(r["kind"]) if r["kind"] in KINDS else len(KINDS), -r["lookups"], r["namespace"])
+    )
     total = report.total()
     return {
         "rows": rows,

@@ -409,9 +409,10 @@ def cache_response(
     """Cache the view's whole response, invalidated by model writes and tags.
 
     Only GET (HEAD is answered from the GET entry) and status 200 are stored;
-    never a streaming response, one that sets a cookie, one marked private or
-    no-store, one that varies on Cookie or Authorization (or reads the session,
-    or uses a CSRF token) unless ``vary_on`` names them. The key is the path
+    never a streaming response, one that sets a cookie or uses a CSRF token,
+    one marked no-store, one marked private or that varies on Cookie or
+    Authorization (or reads the session) unless ``vary_on`` names them and the
+    request carries them. The key is the path
     and query string plus the request's values of ``vary_on`` headers; within
     an entry, the response's own Vary headers choose the variant. The Host
     header is not part of the key unless ``vary_on`` names it.

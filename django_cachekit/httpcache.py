@@ -164,8 +164,12 @@ def not_stored_because(request: HttpRequest, response: HttpResponseBase, vary_on
     if sets_cookie(request, response):
         return "it sets a cookie"
     directives = cache_control(response)
-    if "private" in directives or "no-store" in directives:
-        return "Cache-Control private or no-store"
+    if "no-store" in directives:
+        return "Cache-Control: no-store"
+    # A private response may be kept for the one user whose credentials are in its key.
+    credentials = keyed & CREDENTIAL_HEADERS
+    if "private" in directives and not any(request.headers.get(h) for h in credentials):
+        return "Cache-Control: private"
     vary = set(vary_headers(response))
     if "*" in vary:
         return "Vary: *"

@@ -75,6 +75,9 @@ class Article(CachedModelMixin, models.Model):
         # values: cached functions tagged "author:7" (see blog/stats.py) are
         # invalidated by the articles of author 7 only.
         tags = ("author:{author_id}", "category:{category_id}")
+        # ``manage.py cachekit_warm`` loads the 100 most read articles' entries
+        # (see blog/warmers.py for the pages' warmers).
+        warm = staticmethod(lambda: Article.objects.order_by("-views", "-pk")[:100])
 
     def __str__(self) -> str:
         return self.title

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any, cast
 
 ROOT = Path(__file__).resolve().parent.parent
-REDIS_HOST, REDIS_PORT, REDIS_DB = "127.0.0.1", 6379, 3
+REDIS_HOST, REDIS_PORT, REDIS_DB = "127.0.0.1", 6379, 9  # db 9 belongs to this benchmark: it is flushed
 REDIS_URL = f"redis://{REDIS_HOST}:{REDIS_PORT}/{REDIS_DB}"
 PG_HOST, PG_PORT, PG_USER, PG_NAME = "127.0.0.1", 5432, "postgres", "cachekit_bench"
 PG_ADMIN_DATABASES = ("postgres", "test")

@@ -171,7 +171,7 @@ class Command(BaseCommand):
             notes.append(f"{total['error']} cache errors")
         for note in notes:
             out(f"Also: {note}.")
-        biggest = [(b["bytes"], r["namespace"], b["key"]) for r in rows for b in r["biggest"]]
+        biggest = [(b["bytes"], r["namespace"], b["key"]) for r in rows for b in r["biggest"][:3]]
         if biggest and verbosity > 0:
             out("")
             out("Largest entries stored")

@@ -166,6 +166,13 @@ def test_warm_another_cache_alias(articles, queries):
         caches["other"].clear()
 
 
+def test_warm_with_the_cache_unreachable_fails():
+    down = {"BACKEND": "django_redis.cache.RedisCache", "LOCATION": "redis://127.0.0.1:9/0"}
+    with override_settings(CACHES={**settings.CACHES, "down": down}):
+        with pytest.raises(CommandError, match="The cache 'down' is unavailable; nothing was warmed."):
+            command("cachekit_warm", "--cache", "down")
+
+
 def test_warm_with_the_cache_off_stores_nothing(articles, queries):
     with override_settings(CACHEKIT={**settings.CACHEKIT, "ENABLED": False}):
         out, err = command("cachekit_warm")

@@ -80,6 +80,8 @@ class Command(BaseCommand):
             runner = warming.Runner(limit=options["limit"], dry_run=options["dry_run"])
             interval = options["interval"]
             if interval is None:
+                if not runner.cache_available():
+                    raise CommandError(f"The cache {alias!r} is unavailable; nothing was warmed.")
                 failed = self._round(runner, selected, alias, None)
                 if failed:
                     raise CommandError(f"{len(failed)} of {len(selected)} warmers failed: {', '.join(failed)}.")
@@ -116,7 +118,7 @@ class Command(BaseCommand):
     ) -> list[str]:
         """Run every warmer once; return the names of those that failed."""
         head = f"Round {number}: " if number is not None else ""
-        if not runner.cache_available():
+        if number is not None and not runner.cache_available():
             self.stderr.write(f"{head}the cache {alias!r} is unavailable; nothing was warmed.")
             return [w.name for w in selected]
         progress = self.verbosity >= 1 and self.stdout.isatty()

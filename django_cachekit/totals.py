@@ -249,11 +249,15 @@ class _RedisTotals:
         hash_key = self._key("counts")
         for (ns, event), n in counts.items():
             pipe.hincrby(hash_key, _field(ns, event), n)
+        # Totals no process has added to for TAG_TIMEOUT seconds (a test run's, say) expire.
+        ttl = conf.TAG_TIMEOUT
+        pipe.expire(hash_key, ttl)
         for ns, entries in changed.items():
             big = self._key(f"big:{ns}")
             pipe.hincrby(hash_key, _field(ns, "store"), 0)  # so that reset() finds this namespace
             pipe.zadd(big, entries, gt=True)
             pipe.zremrangebyrank(big, 0, -metrics.BIGGEST_KEPT - 1)
+            pipe.expire(big, ttl)
         pipe.execute()
 
     def read(self) -> tuple[Counts, Biggest]:

@@ -261,10 +261,20 @@ def test_a_flush_is_one_round_trip_on_redis(monkeypatch):
     for i in range(20):
         metrics.record("hit", f"ns{i}", i + 1)
         metrics.record_size(f"ns{i}", f"key{i}", 1000 + i)
-    calls = _count_round_trips(monkeypatch)
+    import redis
+
+    calls = []
+    for owner, name in ((redis.Redis, "execute_command"), (redis.client.Pipeline, "execute")):
+        original = getattr(owner, name)
+        monkeypatch.setattr(
+            owner, name, lambda self, *a, _o=original, _n=name, **kw: calls.append(_n) or _o(self, *a, **kw)
+        )
     assert totals.flush() is True
     monkeypatch.undo()
-    assert len(calls) == 1
+    assert calls == ["execute"]  # one pipeline: 20 counters, 20 sorted sets and their expiry
+    store = totals.core.runtime().store
+    ttl = store.client.ttl(str(store._make_key("ck:metrics:counts")))
+    assert 0 < ttl <= totals.conf.TAG_TIMEOUT  # abandoned totals expire
     report = stats_json()
     assert row(report, "ns19")["hit"] == 20
     assert row(report, "ns19")["biggest"] == [{"bytes": 1019, "key": "key19"}]

@@ -259,6 +259,17 @@ class Runner:
     def heavy_db(self) -> str:
         return "postgres" if "postgres" in self.args.dbs else self.args.dbs[0]
 
+    def growth(self) -> None:
+        sizes = self.args.sizes or (common.QUICK_GROWTH_SIZES if self.quick else common.GROWTH_SIZES)
+        samples = self.args.samples or (common.QUICK_GROWTH_SAMPLES if self.quick else common.GROWTH_SAMPLES)
+        self.load["growth"] = load_average()
+        for lib in self.args.libs:
+            extra = ["--rows", str(self.rows), "--sizes", ",".join(map(str, sizes)), "--samples", str(samples)]
+            result = self.worker(lib, self.heavy_db, "growth", extra)
+            if result is not None:
+                self.results["growth"][lib] = result["result"]
+        report.print_growth(self.results["growth"], self.args.libs)
+
     def machine(self) -> dict[str, Any]:
         return {
             "cpu": cpu_model(),

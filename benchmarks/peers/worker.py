@@ -408,6 +408,11 @@ def run_phase(ctx: Context, args: argparse.Namespace) -> dict[str, Any]:
         from benchmarks.peers.ops import run_core
 
         return run_core(ctx, args.iterations)
+    if args.phase == "growth":
+        from benchmarks.peers.growth import run_growth
+
+        sizes = [int(s) for s in args.sizes.split(",") if s]
+        return run_growth(ctx, sizes, args.samples)
     raise ValueError(f"unknown phase {args.phase!r}")
 
 

@@ -1,0 +1,108 @@
+"""Invalidation cost as the cache grows: one save while N distinct cached queries of the model exist.
+
+The i-th query lists the first ten articles of author ``i % AUTHORS`` with at
+least ``i // AUTHORS`` views (``filter(author_id=a, views__gte=v)``): an
+equality on a field and a range, as list pages and searches are. Each size is
+filled by reading queries 0..N-1 through the library, then Redis is measured,
+then a few saves are timed one by one; each saves an article of another author
+and is followed (untimed) by reading that author's N / AUTHORS queries again, so
+every timed save finds N cached queries.
+
+What each library does on such a save:
+- django-cachekit bumps a fixed set of version keys, whatever N is;
+- django-cacheops files each query under the conj set of its equality
+  conditions (here ``author_id=a``) and deletes the members of the sets the
+  saved row matches: N / AUTHORS keys;
+- django-cachalot bumps the table's invalidation stamp, whatever N is.
+
+The memory a library keeps to invalidate (its bookkeeping, not the cached
+values) is the sum of Redis ``MEMORY USAGE key SAMPLES 0`` over its keys that
+are not values: django-cachekit's ``ck:v:`` version keys, django-cacheops'
+``conj:`` and ``schemes:`` sets, django-cachalot's table stamps.
+"""
+
+from __future__ import annotations
+
+import gc
+import statistics
+import time
+from typing import Any
+
+from benchmarks.peers.worker import Context, QueryCounter, say
+
+QUERY_ROWS = 10
+
+
+def run_growth(ctx: Context, sizes: list[int], samples: int) -> dict[str, Any]:
+    from django.db import connection
+
+    from benchmarks.peers.peerapp.models import Article
+
+    with ctx.uncached():
+        authors = sorted({a for a in ctx.from_db(Article).values_list("author_id", flat=True)})
+        # One article per author, saved in turn: the k-th timed save belongs to author k.
+        savers = [ctx.from_db(Article).filter(author_id=a).order_by("id").first() for a in authors]
+
+    def query(i: int) -> list[tuple[int, int]]:
+        qs = ctx.q(Article).filter(author_id=authors[i % len(authors)], views__gte=i // len(authors))
+        return list(qs.order_by("id").values_list("id", "views")[:QUERY_ROWS])
+
+    def truth(i: int) -> list[tuple[int, int]]:
+        with ctx.uncached():
+            qs = ctx.from_db(Article).filter(author_id=authors[i % len(authors)], views__gte=i // len(authors))
+            return list(qs.order_by("id").values_list("id", "views")[:QUERY_ROWS])
+
+    counter = QueryCounter()
+    out: dict[str, Any] = {
+        "query": f"filter(author_id=a, views__gte=v).order_by('id').values_list('id', 'views')[:{QUERY_ROWS}]",
+        "authors": len(authors),
+        "samples": samples,
+        "sizes": [],
+        "failed": None,
+    }
+    with connection.execute_wrapper(counter):
+        for size in sizes:
+            entry: dict[str, Any] = {"queries": size}
+            if ctx.caches:
+                before, started = counter.count, time.perf_counter()
+                for i in range(size):
+                    query(i)
+                entry["fill_seconds"] = time.perf_counter() - started
+                entry["fill_sql"] = counter.count - before
+                entry["memory"] = ctx.memory()
+                # A cached query that runs no SQL when read again: the entries exist and are used.
+                before = counter.count
+                query(size - 1)
+                if counter.count != before:
+                    out["failed"] = f"the last of {size} queries was not served from the cache when read again"
+            times: list[int] = []
+            sql = 0
+            gc.collect()
+            for k in range(samples):
+                author = k % len(authors)
+                obj = savers[author]
+                obj.views += 1
+                before = counter.count
+                start = time.perf_counter_ns()
+                obj.save()
+                times.append(time.perf_counter_ns() - start)
+                sql += counter.count - before
+                if ctx.q(Article).get(pk=obj.pk).views != obj.views or query(author) != truth(author):
+                    out["failed"] = f"a read after the save of article {obj.pk} returned old data"
+                if ctx.caches:  # that author's queries are cached again before the next timed save
+                    for i in range(author, size, len(authors)):
+                        query(i)
+            times.sort()
+            entry["save_median_us"] = statistics.median(times) / 1000
+            entry["save_max_us"] = times[-1] / 1000
+            entry["save_samples_us"] = [t / 1000 for t in times]
+            entry["queries_per_save"] = sql / samples
+            memory = entry.get("memory") or {}
+            say(
+                f"{ctx.lib}: {size:,} cached queries: save {entry['save_median_us']:.0f} µs, bookkeeping "
+                f"{memory.get('bookkeeping_keys', 0):,} keys {memory.get('bookkeeping_bytes', 0) / 1024:,.1f} KiB"
+            )
+            out["sizes"].append(entry)
+    if out["failed"]:
+        say(f"FAILED {ctx.lib} growth: {out['failed']}")
+    return out

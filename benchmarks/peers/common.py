@@ -25,7 +25,7 @@ LIB_LABELS = {
 }
 DB_LABELS = {"postgres": "PostgreSQL", "sqlite": "SQLite"}
 DBS = ("postgres", "sqlite")
-PHASES = ("core", "growth")
+PHASES = ("core", "growth", "mixed")
 
 # Every library runs on the same Django: django-cacheops 7.2 declares Django 5.2 at most,
 # so the comparison runs on the newest Django they all support.

@@ -270,6 +270,34 @@ class Runner:
                 self.results["growth"][lib] = result["result"]
         report.print_growth(self.results["growth"], self.args.libs)
 
+    def mixed(self) -> None:
+        seconds = self.args.seconds or (common.QUICK_MIXED_SECONDS if self.quick else common.MIXED_SECONDS)
+        warmup = common.QUICK_MIXED_WARMUP_SECONDS if self.quick else common.MIXED_WARMUP_SECONDS
+        rows = common.QUICK_MIXED_ROWS if self.quick else common.MIXED_ROWS
+        passes = 1 if self.quick else 2
+        self.load["mixed"] = load_average()
+        runs: dict[str, list[dict[str, Any]]] = {lib: [] for lib in self.args.libs}
+        for p in range(passes):
+            order = self.args.libs if p % 2 == 0 else list(reversed(self.args.libs))
+            for lib in order:
+                extra = [
+                    "--rows",
+                    str(rows),
+                    "--threads",
+                    str(self.args.threads),
+                    "--seconds",
+                    str(seconds / passes),
+                    "--warmup-seconds",
+                    str(warmup),
+                    "--seed",
+                    str(p + 1),
+                ]
+                result = self.worker(lib, self.heavy_db, "mixed", extra)
+                if result is not None:
+                    runs[lib].append(result["result"])
+        self.results["mixed"] = {lib: report.merge_mixed(r) for lib, r in runs.items() if r}
+        report.print_mixed(self.results["mixed"], self.args.libs)
+
     def machine(self) -> dict[str, Any]:
         return {
             "cpu": cpu_model(),

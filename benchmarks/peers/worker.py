@@ -413,7 +413,9 @@ def run_phase(ctx: Context, args: argparse.Namespace) -> dict[str, Any]:
 
         sizes = [int(s) for s in args.sizes.split(",") if s]
         return run_growth(ctx, sizes, args.samples)
-    raise ValueError(f"unknown phase {args.phase!r}")
+    from benchmarks.peers.mixed import run_mixed
+
+    return run_mixed(ctx, args.threads, args.seconds, args.warmup_seconds, args.seed)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -109,6 +109,12 @@ def python_for(lib: str, env: str) -> Path:
     return ensure_venv(lib, requirements_of(lib))
 
 
+def chart_python() -> Path:
+    if importlib.util.find_spec("matplotlib") is not None:
+        return Path(sys.executable)
+    return ensure_venv("chart", common.CHART_REQUIREMENTS)
+
+
 # -- workers --------------------------------------------------------------------------
 
 
@@ -176,6 +182,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="current: run no cache and django-cachekit with this Python instead of their virtualenvs",
     )
     parser.add_argument("--out-dir", type=Path, default=common.RESULTS_DIR, help="where the JSON results go")
+    parser.add_argument("--chart", type=Path, default=None, help="the PNG chart (docs/peers.png; quick: out-dir)")
+    parser.add_argument("--no-chart", action="store_true")
     args = parser.parse_args(argv)
     args.libs = [lib.strip() for lib in args.libs.split(",") if lib.strip()]
     args.phases = [phase.strip() for phase in args.phases.split(",") if phase.strip()]
@@ -327,6 +335,13 @@ def strip_samples(results: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def draw_chart(path: Path, json_path: Path) -> bool:
+    python = chart_python()
+    cmd = [str(python), str(Path(__file__).with_name("chart.py")), str(json_path), str(path)]
+    done = subprocess.run(cmd, cwd=common.ROOT, env=worker_env(), check=False)
+    return done.returncode == 0
+
+
 def print_header(runner: Runner) -> None:
     machine = runner.machine()
     load = machine["load_average"]["start"]
@@ -377,6 +392,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     json_path = args.out_dir / f"peers-{'quick-' if args.quick else ''}{stamp}.json"
     json_path.write_text(json.dumps(document, indent=2, default=str) + "\n")
     say(f"\nresults: {json_path}")
+    if not args.no_chart:
+        chart = args.chart or (args.out_dir / "peers-quick.png" if args.quick else common.CHART_PATH)
+        if draw_chart(chart, json_path):
+            say(f"chart: {chart}")
+        else:
+            runner.errors.append("the chart could not be drawn")
+            say("FAILED the chart could not be drawn")
     for error in runner.errors:
         say(f"FAILED {error}")
     if runner.errors:

@@ -9,10 +9,11 @@ cache is emptied of this run's keys before and after every test.
 from datetime import timedelta
 from io import StringIO
 
+from django.contrib.auth.models import User
 from django.core.cache import cache
 from django.core.management import CommandError, call_command
 from django.db.models import Count, F, Max
-from django.test import TransactionTestCase
+from django.test import Client, TransactionTestCase, override_settings
 from django.urls import reverse
 from django.utils import timezone
 
@@ -367,7 +368,9 @@ class FragmentTests(CacheIsolationMixin, TransactionTestCase):
     def test_list_reads_the_fragments_of_a_page_in_one_round_trip(self):
         self.client.get("/")
         self.assertEqual(self.fragments("article-item"), {"miss": 2})
-        reads = self.fragment_reads("/")
+        # "/" itself is now a whole-response hit (cache_response): render the same
+        # page under another URL to read its fragments.
+        reads = self.fragment_reads("/?page=1")
         self.assertEqual([len(r) for r in reads], [2])
         self.assertEqual(self.fragments("article-item"), {"miss": 2, "hit": 2})
 
@@ -427,3 +430,119 @@ class FragmentTests(CacheIsolationMixin, TransactionTestCase):
         self.assertEqual(self.fragments("article"), {"miss": 1, "hit": 1})
         self.assertNotEqual(first.context["csrf_token"], second.context["csrf_token"])
         self.assertContains(second, str(second.context["csrf_token"]))
+
+
+@override_settings(PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"])
+class HttpCachingTests(CacheIsolationMixin, TransactionTestCase):
+    """ETags, 304s, whole cached responses and the personal dashboard."""
+
+    def setUp(self):
+        super().setUp()
+        now = timezone.now()
+        self.ada = Author.objects.create(name="Ada Lovelace", email="ada@example.com")
+        self.alan = Author.objects.create(name="Alan Turing", email="alan@example.com")
+        self.python_cat = Category.objects.create(name="Python", slug="python")
+        self.first = Article.objects.create(
+            title="First", body="One.", author=self.ada, category=self.python_cat, published_at=now, views=3
+        )
+        self.second = Article.objects.create(
+            title="Second", body="Two.", author=self.alan, published_at=now - timedelta(days=1), views=9
+        )
+        Comment.objects.create(article=self.first, author_name="Grace", body="Nice one.")
+        Comment.objects.create(article=self.second, author_name="Barbara", body="Agreed.")
+        self.ada_user = User.objects.create_user("ada", email="ada@example.com", password="pw-ada")
+        self.alan_user = User.objects.create_user("alan", email="alan@example.com", password="pw-alan")
+        clear_cache()
+
+    def signed_in(self, user):
+        client = Client()
+        client.force_login(user)
+        return client
+
+    def test_list_headers_cached_response_and_304(self):
+        first = self.client.get("/")
+        self.assertEqual({d.strip() for d in first["Cache-Control"].split(",")}, {"public", "max-age=0", "s-maxage=2"})
+        self.assertTrue(first.has_header("ETag"))
+        with self.assertNumQueries(0):
+            second = self.client.get("/")
+        self.assertEqual(second.content, first.content)
+        with self.assertNumQueries(0):
+            not_modified = self.client.get("/", HTTP_IF_NONE_MATCH=first["ETag"])
+        self.assertEqual(not_modified.status_code, 304)
+        Comment.objects.create(article=self.second, author_name="Edsger", body="Considered.")
+        response = self.client.get("/", HTTP_IF_NONE_MATCH=first["ETag"])
+        self.assertEqual(response.status_code, 200)
+        self.assertNotEqual(response["ETag"], first["ETag"])
+        self.assertContains(response, "2 comments")
+
+    def test_list_follows_tag_links(self):
+        self.client.get("/")
+        tag = Tag.objects.create(name="redis", slug="redis")
+        self.second.tags.add(tag)
+        self.assertContains(self.client.get("/"), 'href="/?tag=redis"')
+
+    def test_detail_304_without_sql_until_the_article_changes(self):
+        url = self.first.get_absolute_url()
+        first = self.client.get(url)
+        self.assertEqual(first["Cache-Control"], "no-cache")
+        with self.assertNumQueries(0):
+            self.assertEqual(self.client.get(url, HTTP_IF_NONE_MATCH=first["ETag"]).status_code, 304)
+        self.client.post(url, {"author_name": "Linus", "body": "Numbers, please."})
+        response = self.client.get(url, HTTP_IF_NONE_MATCH=first["ETag"])
+        self.assertEqual(response.status_code, 200)
+        self.assertContains(response, "Numbers, please.")
+        self.ada.name = "Ada King"
+        self.ada.save()
+        renamed = self.client.get(url, HTTP_IF_NONE_MATCH=response["ETag"])
+        self.assertEqual(renamed.status_code, 200)
+        self.assertContains(renamed, "Ada King")
+
+    def test_dashboard_needs_a_login(self):
+        response = self.client.get(reverse("blog:dashboard"))
+        self.assertRedirects(response, "/login/?next=/dashboard/", fetch_redirect_response=False)
+        self.assertEqual(self.client.get("/login/").status_code, 200)
+        failed = self.client.post("/login/", {"username": "ada", "password": "wrong"})
+        self.assertContains(failed, "Please enter a correct username and password")
+        ok = self.client.post("/login/?next=/dashboard/", {"username": "ada", "password": "pw-ada"})
+        self.assertRedirects(ok, "/dashboard/", fetch_redirect_response=False)
+        elsewhere = Client().post("/login/", {"username": "ada", "password": "pw-ada", "next": "https://evil.example/"})
+        self.assertRedirects(elsewhere, "/dashboard/", fetch_redirect_response=False)
+
+    def test_dashboard_is_private_per_user_and_revalidates_without_sql(self):
+        ada, alan = self.signed_in(self.ada_user), self.signed_in(self.alan_user)
+        for_ada, for_alan = ada.get("/dashboard/"), alan.get("/dashboard/")
+        self.assertContains(for_ada, "writing as <a")
+        self.assertContains(for_ada, "First")
+        self.assertNotContains(for_ada, "Second")
+        self.assertContains(for_alan, "Second")
+        self.assertNotContains(for_alan, "First")
+        for response in (for_ada, for_alan):
+            self.assertEqual({d.strip() for d in response["Cache-Control"].split(",")}, {"private", "max-age=0"})
+        self.assertNotEqual(for_ada["ETag"], for_alan["ETag"])
+        # Alan presenting Ada's ETag gets his own page.
+        stolen = alan.get("/dashboard/", HTTP_IF_NONE_MATCH=for_ada["ETag"])
+        self.assertEqual(stolen.status_code, 200)
+        self.assertContains(stolen, "Alan Turing")
+        self.assertNotContains(stolen, "Ada Lovelace")
+        # Ada's own revalidation: the session and the author id come from the cache.
+        with self.assertNumQueries(0):
+            self.assertEqual(ada.get("/dashboard/", HTTP_IF_NONE_MATCH=for_ada["ETag"]).status_code, 304)
+        # A comment on Ada's article changes her dashboard.
+        Comment.objects.create(article=self.first, author_name="Linus", body="Numbers, please.")
+        changed = ada.get("/dashboard/", HTTP_IF_NONE_MATCH=for_ada["ETag"])
+        self.assertEqual(changed.status_code, 200)
+        self.assertContains(changed, "Numbers, please.")
+
+    def test_signing_out(self):
+        ada = self.signed_in(self.ada_user)
+        self.assertRedirects(ada.post("/logout/"), "/", fetch_redirect_response=False)
+        self.assertEqual(ada.get("/dashboard/").status_code, 302)
+
+    def test_seed_creates_the_demo_user_as_the_first_author(self):
+        seed(authors=2, articles=3, comments=1, tags=2, seed=4, reset=True)
+        demo = User.objects.get(username="demo")
+        self.assertEqual(demo.email, Author.objects.order_by("pk").first().email)
+        self.assertTrue(demo.check_password("demo"))
+        seed(authors=2, articles=3, comments=1, tags=2, seed=5, reset=True)
+        demo.refresh_from_db()
+        self.assertEqual(demo.email, Author.objects.order_by("pk").first().email)

@@ -10,4 +10,7 @@ urlpatterns = [
     path("authors/<int:pk>/", views.author_detail, name="author_detail"),
     path("categories/<slug:slug>/", views.category_detail, name="category_detail"),
     path("stats/", views.stats, name="stats"),
+    path("dashboard/", views.dashboard, name="dashboard"),
+    path("login/", views.login_view, name="login"),
+    path("logout/", views.logout_view, name="logout"),
 ]

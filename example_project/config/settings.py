@@ -147,6 +147,11 @@ else:
 
 CACHEKIT = {"CACHE_ALIAS": "default", "TIMEOUT": 600}
 
+# Sessions read from the cache (written through to the database): the dashboard's
+# revalidation reads the session and runs no SQL.
+SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+LOGIN_URL = "blog:login"
+
 # -- the rest -------------------------------------------------------------------
 
 AUTH_PASSWORD_VALIDATORS = [

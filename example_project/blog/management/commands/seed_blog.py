@@ -10,6 +10,7 @@ import random
 import time
 from datetime import timedelta
 
+from django.contrib.auth.models import User
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from django.utils import timezone
@@ -19,6 +20,7 @@ from blog import seed_data
 from blog.models import Article, Author, Category, Comment, Tag
 
 BATCH_SIZE = 500
+DEMO_USERNAME = DEMO_PASSWORD = "demo"  # for the example's dashboard only
 MAX_TAGS_PER_ARTICLE = 4
 HISTORY_DAYS = 730
 
@@ -54,8 +56,10 @@ class Command(BaseCommand):
                 self.say(
                     "The blog already has data; nothing added. Use --reset to replace it.", style=self.style.WARNING
                 )
+                self.ensure_demo_user()
                 return
             created = self.seed(rng, **counts)
+            self.ensure_demo_user()
 
         summary = ", ".join(f"{n} {name}" for name, n in created.items())
         self.say(f"Created {summary} in {time.monotonic() - started:.1f}s.", style=self.style.SUCCESS)
@@ -63,6 +67,17 @@ class Command(BaseCommand):
     def say(self, message, level=1, style=None):
         if self.verbosity >= level:
             self.stdout.write(style(message) if style else message)
+
+    def ensure_demo_user(self):
+        """A ``demo``/``demo`` account for the dashboard, with the first author's email."""
+        email = Author.objects.order_by("pk").values_list("email", flat=True).first() or ""
+        user = User.objects.filter(username=DEMO_USERNAME).first()
+        if user is None:
+            User.objects.create_user(DEMO_USERNAME, email=email, password=DEMO_PASSWORD)
+            self.say(f"Created the user {DEMO_USERNAME!r} (password {DEMO_PASSWORD!r}).", level=2)
+        elif user.email != email:
+            user.email = email
+            user.save(update_fields=["email"])
 
     def has_data(self):
         return any(model.objects.exists() for model in (Author, Category, Tag, Article, Comment))

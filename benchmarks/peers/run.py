@@ -26,8 +26,10 @@ under benchmarks/results/ and draws docs/peers.png.
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import contextlib
 import fcntl
+import functools
 import importlib.util
 import json
 import os
@@ -37,7 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -49,7 +51,8 @@ from benchmarks.peers import common, report
 
 
 def say(message: str) -> None:
-    print(message, flush=True)
+    sys.stdout.write(message + "\n")  # one write: lines from the threads that build venvs do not interleave
+    sys.stdout.flush()
 
 
 # -- environments ---------------------------------------------------------------------
@@ -81,7 +84,7 @@ def ensure_venv(name: str, requirements: Sequence[str]) -> Path:
     python = root / "bin" / "python"
     marker = root / "peers-requirements.txt"
     wanted = "\n".join(requirements) + "\n"
-    with locked(common.VENV_DIR / ".lock"):
+    with locked(venv_root() / f".{name}.lock"):
         if python.exists() and marker.exists() and marker.read_text() == wanted:
             return python
         shutil.rmtree(root, ignore_errors=True)
@@ -99,7 +102,7 @@ def ensure_venv(name: str, requirements: Sequence[str]) -> Path:
             subprocess.run([sys.executable, "-m", "venv", str(root)], check=True)
             subprocess.run([str(python), "-m", "pip", *pip_flags], check=True)
         marker.write_text(wanted)
-        say(f"  ready in {time.perf_counter() - started:.0f} s")
+        say(f"{root.relative_to(common.ROOT)} ready in {time.perf_counter() - started:.0f} s")
     return python
 
 
@@ -113,6 +116,20 @@ def chart_python() -> Path:
     if importlib.util.find_spec("matplotlib") is not None:
         return Path(sys.executable)
     return ensure_venv("chart", common.CHART_REQUIREMENTS)
+
+
+def prepare_environments(libs: Sequence[str], env: str, chart: bool) -> None:
+    """Build the missing virtualenvs side by side before anything is timed."""
+    jobs: list[Callable[[], Path]] = [
+        functools.partial(python_for, lib, env)
+        for lib in libs
+        if not (env == "current" and lib in ("none", "cachekit"))
+    ]
+    if chart:
+        jobs.append(chart_python)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=3) as pool:
+        for future in [pool.submit(job) for job in jobs]:
+            future.result()
 
 
 # -- workers --------------------------------------------------------------------------
@@ -371,6 +388,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="cachekit-peers-") as tmp:
         runner = Runner(args, Path(tmp))
         print_header(runner)
+        prepare_environments(args.libs, args.env, chart=not args.no_chart)
         for phase in args.phases:
             getattr(runner, phase)()
         runner.load["end"] = load_average()

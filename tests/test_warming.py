@@ -313,30 +313,30 @@ def test_bad_warm_options_are_reported_by_checks(cache_meta, check_id, shown):
 
 
 def test_refresh_ahead_keeps_a_popular_entry_warm_past_its_timeout(queries):
-    """Entries of 4 s, refreshed when less than 3 s are left: a run at 2 s extends
-    them, so at 4.7 s (past the first expiry) they are still hits; the same
-    entries of a warmer without refresh-ahead have expired."""
+    """Entries of 6 s, refreshed when less than 3 s are left: a run at 3.5 s
+    extends them, so at 7 s (past the first expiry) they are still hits; the
+    same entries of a warmer without refresh-ahead have expired."""
     authors = [AuthorFactory() for _ in range(2)]
     categories = [CategoryFactory() for _ in range(2)]
     clear_cache()
-    warmer("hot", refresh_ahead=0.75)(lambda: Author.objects.cache(timeout=4).order_by("pk"))
-    warmer("cold")(lambda: Category.objects.cache(timeout=4).order_by("pk"))
+    warmer("hot", refresh_ahead=0.5)(lambda: Author.objects.cache(timeout=6).order_by("pk"))
+    warmer("cold")(lambda: Category.objects.cache(timeout=6).order_by("pk"))
     runner = warming.Runner()  # one runner across rounds, as cachekit_warm --interval keeps
     hot, cold = warming.select(["hot"])[0], warming.select(["cold"])[0]
     first = runner.run(hot)
     runner.run(cold)
     assert (first.stored, first.refreshed) == (3, 0)
     if CACHE != "memcached":  # Memcached cannot tell the time left: every valid entry is extended
-        assert runner.run(hot).refreshed == 0  # 4 s left: not due yet
-    time.sleep(2)
+        assert runner.run(hot).refreshed == 0  # about 6 s left: not due yet
+    time.sleep(3.5)
     second = runner.run(hot)
     assert (second.stored, second.fresh, second.refreshed) == (0, 3, 3)
-    time.sleep(2.7)
+    time.sleep(3.5)
     with queries(0):
-        assert [a.pk for a in Author.objects.cache(timeout=4).order_by("pk")] == [a.pk for a in authors]
+        assert [a.pk for a in Author.objects.cache(timeout=6).order_by("pk")] == [a.pk for a in authors]
         Author.objects.cache().get(pk=authors[0].pk)
     with queries(1):
-        assert [c.pk for c in Category.objects.cache(timeout=4).order_by("pk")] == [c.pk for c in categories]
+        assert [c.pk for c in Category.objects.cache(timeout=6).order_by("pk")] == [c.pk for c in categories]
 
 
 def test_refresh_ahead_in_a_dry_run_counts_and_extends_nothing():

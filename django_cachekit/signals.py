@@ -48,11 +48,6 @@ def sender_for(namespace: str) -> Any:
     return sender
 
 
-def clear() -> None:
-    with _lock:
-        _senders.clear()
-
-
 def hit(namespace: str, key: str) -> None:
     cache_hit.send(sender_for(namespace), namespace=namespace, key=key)
 

@@ -41,4 +41,10 @@ if ! port_open 11211; then
     as_root memcached -d -u nobody -l 127.0.0.1 -p 11211 -m 256
     wait_for Memcached 11211
 fi
+# nginx: tests/test_nginx.py runs its own instance, from a temporary config, in front of the example project.
+if ! command -v nginx >/dev/null 2>&1 && [[ ! -x /usr/sbin/nginx ]]; then
+    log "Installing nginx"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q nginx >/dev/null \
+        || { as_root apt-get update -q >/dev/null && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q nginx >/dev/null; }
+fi
 log "PostgreSQL, Redis and Memcached are up"

@@ -9,6 +9,8 @@ environment switches the services:
 - ``REDIS_URL``: e.g. ``redis://127.0.0.1:6379/0``; the cache becomes django-redis.
 - ``DATABASE=postgres``: PostgreSQL on 127.0.0.1:5432 as user ``postgres``
   (trust auth), database ``PGDATABASE`` (default ``cachekit_example``).
+- ``CACHE_KEY_PREFIX``: the cache key prefix (default ``cachekit-example``), to
+  share a Redis database with other programs.
 
 LocMem lives inside one process: a write made by another process (a second
 server worker, ``manage.py seed_blog --reset`` while the server runs) cannot
@@ -122,7 +124,9 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # -- cache ----------------------------------------------------------------------
 
-CACHE_PREFIX = f"cachekit-example-test-{os.getpid()}" if TESTING else "cachekit-example"
+CACHE_PREFIX = os.environ.get("CACHE_KEY_PREFIX") or (
+    f"cachekit-example-test-{os.getpid()}" if TESTING else "cachekit-example"
+)
 REDIS_URL = os.environ.get("REDIS_URL", "").strip()
 if REDIS_URL:
     CACHES = {

@@ -7,7 +7,7 @@
 # Sets the example project up (scripts/example.sh --no-serve), serves it on a
 # loopback port (PORT, default 8765) with an empty LocMem cache, sends a bounded
 # mix of requests (popular articles read far more often than others, list, author,
-# category and stats pages, a few comments posted), takes the screenshot with
+# category and stats pages, one request in 50 posting a comment), takes the screenshot with
 # headless Chromium from Debian's packages (installed with apt-get when missing,
 # which needs root), then deletes the comments it posted.
 set -euo pipefail
@@ -15,7 +15,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 OUT="${OUT:-${ROOT}/docs/hit-rate.png}"
 PORT="${PORT:-8765}"
-REQUESTS="${REQUESTS:-700}"
+REQUESTS="${REQUESTS:-1000}"
 VISITOR="screenshot visitor"
 
 log() { printf '==> %s\n' "$*"; }
@@ -98,7 +98,7 @@ for i in range(total):
         get(f"/authors/{rng.choice(authors)}/")
     elif roll < 0.88:
         get(f"/categories/{rng.choice(categories)}/")
-    elif roll < 0.96:
+    elif roll < 0.98:
         get("/stats/")
     else:
         pk = article()
@@ -113,7 +113,7 @@ log "Taking the screenshot into ${OUT}"
 mkdir -p "$(dirname "${OUT}")"
 chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
     --disable-background-networking --disable-component-update --disable-sync \
-    --user-data-dir="${PROFILE}" --hide-scrollbars --window-size=1000,860 \
+    --user-data-dir="${PROFILE}" --hide-scrollbars --window-size=1000,900 \
     --screenshot="${OUT}" "http://127.0.0.1:${PORT}/monitor/" 2>/dev/null
 
 cleanup

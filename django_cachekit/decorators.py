@@ -488,7 +488,7 @@ def cache_response(
                 _warn_unlisted(name, read, covered or set())
             vary = httpcache.vary_headers(response)
             values = httpcache.variant(request, vary)
-            frozen = httpcache.freeze(cast(Any, response))
+            frozen = httpcache.freeze(cast(Any, response), (_DEFAULT_CC_ATTR,))
             if hit and tuple(payload[0]) == vary:
                 kept = {k: v for k, v in payload[1].items() if k != values}
                 kept[values] = frozen

@@ -189,16 +189,23 @@ def not_stored_because(request: HttpRequest, response: HttpResponseBase, vary_on
     return None
 
 
-def freeze(response: HttpResponse) -> tuple[int, str | None, list[tuple[str, str]], bytes]:
+Frozen = tuple[int, "str | None", list[tuple[str, str]], bytes, dict[str, Any]]
+
+
+def freeze(response: HttpResponse, marks: Sequence[str] = ()) -> Frozen:
+    """A response as a cache entry holds it; ``marks`` are attributes to keep."""
     reason = response.reason_phrase if response._reason_phrase is not None else None  # type: ignore[attr-defined]
-    return response.status_code, reason, list(response.items()), response.content
+    kept = {name: getattr(response, name) for name in marks if hasattr(response, name)}
+    return response.status_code, reason, list(response.items()), response.content, kept
 
 
-def thaw(frozen: tuple[int, str | None, list[tuple[str, str]], bytes]) -> HttpResponse:
-    status, reason, headers, content = frozen
+def thaw(frozen: Frozen) -> HttpResponse:
+    status, reason, headers, content, kept = frozen
     response = HttpResponse(content, status=status, reason=reason)
     for name, value in headers:
         response.headers[name] = value
+    for name, value in kept.items():
+        setattr(response, name, value)
     return response
 
 

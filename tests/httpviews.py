@@ -76,6 +76,14 @@ def public_conditional(request):
 # -- cache_response ------------------------------------------------------------------------
 
 
+@cache_headers(public=True, max_age=60)
+@cache_response(depends_on=[Article])
+@conditional(depends_on=[Article])
+def public_cached_conditional(request):
+    RENDERS["public_cached_conditional"] += 1
+    return HttpResponse(titles())
+
+
 @cache_response(depends_on=[Article])
 def listing(request):
     RENDERS["listing"] += 1
@@ -252,6 +260,7 @@ urlpatterns = [
     path("shared-but-personal/", shared_but_personal),
     path("public-conditional/", public_conditional),
     path("listing/", listing),
+    path("public-cached-conditional/", public_cached_conditional),
     path("tagged-listing/", tagged_listing),
     path("host/", host),
     path("host-keyed/", host_keyed),

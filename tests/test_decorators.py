@@ -491,6 +491,17 @@ def test_a_hit_runs_no_sql_and_a_write_retires_it(client, django_assert_num_quer
     assert client.get("/listing/?page=1").content == b"Uno,Two|page=1"
 
 
+def test_cache_headers_over_a_cached_conditional_response(client, django_assert_num_queries):
+    ArticleFactory(title="One")
+    first = client.get("/public-cached-conditional/")
+    with django_assert_num_queries(0):
+        second = client.get("/public-cached-conditional/")
+    assert RENDERS["public_cached_conditional"] == 1
+    for response in (first, second):
+        assert {d.strip() for d in response["Cache-Control"].split(",")} == {"public", "max-age=60"}
+    assert second["ETag"] == first["ETag"]
+
+
 def test_the_query_string_is_part_of_the_key(client):
     ArticleFactory(title="One")
     assert client.get("/listing/?page=1").content.endswith(b"page=1")

@@ -444,7 +444,7 @@ def cache_response(
         def entry_key(request: HttpRequest) -> str:
             values = httpcache.variant(request, lowered)
             described = repr((name, request.path, request.META.get("QUERY_STRING", ""), lowered, values))
-            schema = keys.digest(f"http:{conf.VERSION}", size=5)
+            schema = keys.digest(f"http:{httpcache.ENTRY_FORMAT}:{conf.VERSION}", size=5)
             return f"{keys.prefix()}{schema}:h:{keys.digest(described)}"
 
         def start(request: HttpRequest, args: tuple[Any, ...], kwargs: dict[str, Any], sync: bool) -> Flow:
@@ -461,10 +461,14 @@ def cache_response(
             key = entry_key(request)
             hit, payload, versions = core.lookup(key, entry_tags, name)
             if hit:
-                vary, variants = payload
-                frozen = variants.get(httpcache.variant(request, vary))
-                if frozen is not None:
-                    return httpcache.thaw(frozen)
+                try:
+                    vary, variants = payload
+                    frozen = variants.get(httpcache.variant(request, vary))
+                    if frozen is not None:
+                        return httpcache.thaw(frozen)
+                except (TypeError, ValueError, AttributeError) as exc:  # not an entry this code wrote
+                    logger.warning("django-cachekit: unreadable response entry for %s treated as a miss: %r", name, exc)
+                    hit = False
             if request.method == "HEAD":
                 response = yield
                 if advertised and response.status_code == 200:

@@ -28,6 +28,8 @@ _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
 # Variants kept in one response entry (one per combination of the values of the
 # headers the response varies on), newest last.
 MAX_VARIANTS = 8
+# Part of every response entry's key: bump it when the shape of an entry changes.
+ENTRY_FORMAT = 1
 
 
 def header_name(value: Any, what: str) -> str:

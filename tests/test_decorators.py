@@ -502,6 +502,29 @@ def test_cache_headers_over_a_cached_conditional_response(client, django_assert_
     assert second["ETag"] == first["ETag"]
 
 
+def test_an_unreadable_response_entry_is_a_miss(client, monkeypatch, caplog):
+    ArticleFactory(title="One")
+    seen = []
+    real = core.lookup
+
+    def spy(key, tags, namespace, *args, **kwargs):
+        found = real(key, tags, namespace, *args, **kwargs)
+        seen.append((key, tuple(tags), found[2]))
+        return found
+
+    monkeypatch.setattr(core, "lookup", spy)
+    client.get("/listing/")
+    key, tags, versions = seen[-1]
+    # A valid stamp around a payload of another shape (as an older release might have stored).
+    core.store(key, tags, versions, ((), {(): (200, None, [], b"old shape")}), 60, "test")
+    with caplog.at_level("WARNING", logger="django_cachekit"):
+        assert client.get("/listing/").content == b"One|"
+    assert "unreadable response entry" in caplog.text
+    assert RENDERS["listing"] == 2
+    assert client.get("/listing/").content == b"One|"
+    assert RENDERS["listing"] == 2  # stored again, in the right shape
+
+
 def test_the_query_string_is_part_of_the_key(client):
     ArticleFactory(title="One")
     assert client.get("/listing/?page=1").content.endswith(b"page=1")

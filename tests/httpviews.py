@@ -2,6 +2,7 @@
 
 from collections import Counter
 
+from django.contrib import messages
 from django.http import Http404, HttpResponse, StreamingHttpResponse
 from django.middleware.csrf import get_token
 from django.urls import path
@@ -174,6 +175,13 @@ def csrf_page(request):
 
 
 @cache_response(depends_on=[Article])
+def with_message(request):
+    RENDERS["with_message"] += 1
+    messages.info(request, "Saved.")
+    return HttpResponse(titles())
+
+
+@cache_response(depends_on=[Article])
 def streaming(request):
     RENDERS["streaming"] += 1
     return StreamingHttpResponse(iter([titles()]))
@@ -274,6 +282,7 @@ urlpatterns = [
     path("whoami/", whoami),
     path("csrf/", csrf_page),
     path("streaming/", streaming),
+    path("with-message/", with_message),
     path("missing/", missing),
     path("post/", post_view),
     path("headers/public/", public_page),

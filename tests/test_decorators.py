@@ -29,6 +29,7 @@ MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
 ]
 
 
@@ -591,6 +592,7 @@ def test_inside_a_transaction_that_wrote_the_response_is_neither_read_nor_stored
         "/csrf/",
         "/streaming/",
         "/missing/",
+        "/with-message/",
     ],
 )
 def test_responses_that_must_not_be_shared_are_not_stored(client, url):
@@ -640,6 +642,20 @@ def test_the_responses_vary_headers_choose_the_variant(client):
     assert RENDERS["languages"] == 3
     ArticleFactory(title="U")
     assert client.get("/languages/", HTTP_ACCEPT_LANGUAGE="en").content == b"en:T,U"
+
+
+def test_an_entry_keeps_the_latest_variants(client, django_assert_num_queries):
+    ArticleFactory(title="T")
+    languages = [f"l{i}" for i in range(10)]
+    for language in languages:
+        client.get("/languages/", HTTP_ACCEPT_LANGUAGE=language)
+    assert RENDERS["languages"] == 10
+    with django_assert_num_queries(0):
+        for language in languages[-8:]:
+            assert client.get("/languages/", HTTP_ACCEPT_LANGUAGE=language).content == f"{language}:T".encode()
+    assert RENDERS["languages"] == 10
+    assert client.get("/languages/", HTTP_ACCEPT_LANGUAGE="l0").content == b"l0:T"
+    assert RENDERS["languages"] == 11  # the oldest variant made room
 
 
 def test_x_forwarded_host_is_ignored(client, django_assert_num_queries):

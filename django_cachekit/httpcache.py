@@ -28,6 +28,8 @@ _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
 # Variants kept in one response entry (one per combination of the values of the
 # headers the response varies on), newest last.
 MAX_VARIANTS = 8
+# Seconds a claim on a second (see last_modified) is kept.
+CLAIM_TIMEOUT = 300
 # Part of every response entry's key: bump it when the shape of an entry changes.
 ENTRY_FORMAT = 1
 
@@ -129,9 +131,11 @@ def last_modified(scope: str, digest: str, read_started: float, read_ended: floa
     previous = found.get(high)
     if isinstance(previous, int) and second <= previous:
         return None  # this second (or a later one) is already another digest's
-    timeout = conf.TAG_TIMEOUT
+    # A lost record is recorded again at a later second, which is safe: records
+    # live as long as entries, claims only as long as clocks may disagree.
+    timeout = conf.TIMEOUT or conf.TAG_TIMEOUT
     claim = f"{base}lc:{scope}:{second}"
-    ok, added = rt.call(cache.add, claim, digest, timeout)
+    ok, added = rt.call(cache.add, claim, digest, CLAIM_TIMEOUT)
     if ok and not added:
         ok, holder = rt.call(cache.get, claim)
         added = holder == digest

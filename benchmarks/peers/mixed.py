@@ -23,6 +23,7 @@ import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from benchmarks.peers import common
@@ -80,14 +81,16 @@ class Tally:
     errors: int = 0
     stale_examples: list[str] = field(default_factory=list)
     error_examples: list[str] = field(default_factory=list)
-    by_kind: dict[str, list[int]] = field(default_factory=lambda: defaultdict(lambda: [0, 0]))
+    # kind -> [count, hits, wall ns, this thread's CPU ns]
+    by_kind: dict[str, list[int]] = field(default_factory=lambda: defaultdict(lambda: [0, 0, 0, 0]))
 
 
 class Workload:
-    def __init__(self, ctx: Context, seed: int) -> None:
+    def __init__(self, ctx: Context, seed: int, profile: Path | None = None) -> None:
         from benchmarks.peers.peerapp.models import Article, Comment, Tag
 
         self.ctx = ctx
+        self.profile = profile  # cProfile the first thread into <profile>.0
         self.Article, self.Comment, self.Tag = Article, Comment, Tag
         with ctx.uncached():
             views = dict(ctx.from_db(Article).values_list("id", "views"))
@@ -203,6 +206,16 @@ class Workload:
     # threads
 
     def thread(self, index: int, seed: int, tally: Tally) -> None:
+        if self.profile is None or index:  # one profiler at a time: the first thread's
+            self.work(index, seed, tally)
+            return
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.runcall(self.work, index, seed, tally)
+        profiler.dump_stats(self.profile.with_name(f"{self.profile.name}.{index}"))
+
+    def work(self, index: int, seed: int, tally: Tally) -> None:
         from django.db import connection
 
         rng = random.Random(seed * 1000 + index)
@@ -217,6 +230,7 @@ class Workload:
                     kind = self.kinds[bisect.bisect(self.cumulative, rng.random() * total)]
                     measured = self.measuring.is_set()
                     before = counter.count
+                    wall, cpu = time.perf_counter_ns(), time.thread_time_ns()
                     try:
                         problem = self.call(kind, rng)
                     except Exception as exc:
@@ -227,10 +241,13 @@ class Workload:
                     if not measured:
                         continue
                     ran = counter.count - before
+                    wall, cpu = time.perf_counter_ns() - wall, time.thread_time_ns() - cpu
                     tally.ops += 1
                     tally.queries += ran
                     stats = tally.by_kind[kind]
                     stats[0] += 1
+                    stats[2] += wall
+                    stats[3] += cpu
                     if kind in self.reads:
                         tally.reads += 1
                         tally.hits += ran == 0
@@ -248,10 +265,12 @@ class Workload:
             connection.close()
 
 
-def run_mixed(ctx: Context, threads: int, seconds: float, warmup: float, seed: int) -> dict[str, Any]:
+def run_mixed(
+    ctx: Context, threads: int, seconds: float, warmup: float, seed: int, profile: Path | None = None
+) -> dict[str, Any]:
     from benchmarks.peers.peerapp.models import Article
 
-    workload = Workload(ctx, seed)
+    workload = Workload(ctx, seed, profile)
     started = time.perf_counter()
     workload.prewarm()
     prewarm_seconds = time.perf_counter() - started
@@ -263,10 +282,10 @@ def run_mixed(ctx: Context, threads: int, seconds: float, warmup: float, seed: i
         worker.start()
     time.sleep(warmup)
     workload.measuring.set()
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     time.sleep(seconds)
     workload.stop.set()
-    elapsed = time.perf_counter() - started
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     for worker in workers:
         worker.join()
     out: dict[str, Any] = {
@@ -274,6 +293,7 @@ def run_mixed(ctx: Context, threads: int, seconds: float, warmup: float, seed: i
         "seconds": elapsed,
         "warmup_seconds": warmup,
         "prewarm_seconds": prewarm_seconds,
+        "cpu_seconds": cpu,  # this process (the threads' Python), not PostgreSQL's or Redis's
     }
     with ctx.uncached():
         out["rows"] = ctx.from_db(Article).count()
@@ -283,10 +303,12 @@ def run_mixed(ctx: Context, threads: int, seconds: float, warmup: float, seed: i
     out["error_examples"] = [e for t in tallies for e in t.error_examples][:MAX_EXAMPLES]
     by_kind: dict[str, dict[str, int]] = {}
     for t in tallies:
-        for kind, (count, hits) in t.by_kind.items():
-            into = by_kind.setdefault(kind, {"count": 0, "hits": 0})
+        for kind, (count, hits, wall, cpu) in t.by_kind.items():
+            into = by_kind.setdefault(kind, {"count": 0, "hits": 0, "wall_ns": 0, "cpu_ns": 0})
             into["count"] += count
             into["hits"] += hits
+            into["wall_ns"] += wall
+            into["cpu_ns"] += cpu
     out["by_kind"] = by_kind
     say(
         f"{ctx.lib}: {out['ops'] / elapsed:,.0f} ops/s, {out['reads']:,} reads ({out['hits']:,} hits), "

@@ -52,6 +52,7 @@ def merge_mixed(passes: list[dict[str, Any]]) -> dict[str, Any]:
     counts = ("ops", "reads", "writes", "hits", "queries", "stale", "errors")
     out: dict[str, Any] = {key: sum(p[key] for p in passes) for key in counts}
     out["seconds"] = sum(p["seconds"] for p in passes)
+    out["cpu_seconds"] = sum(p.get("cpu_seconds", 0.0) for p in passes)
     out["threads"] = passes[0]["threads"]
     out["rows"] = passes[0]["rows"]
     out["passes"] = len(passes)
@@ -60,13 +61,14 @@ def merge_mixed(passes: list[dict[str, Any]]) -> dict[str, Any]:
     out["by_kind"] = {}
     for p in passes:
         for kind, stats in p.get("by_kind", {}).items():
-            into = out["by_kind"].setdefault(kind, {"count": 0, "hits": 0})
-            into["count"] += stats["count"]
-            into["hits"] += stats["hits"]
+            into = out["by_kind"].setdefault(kind, {"count": 0, "hits": 0, "wall_ns": 0, "cpu_ns": 0})
+            for name in into:
+                into[name] += stats.get(name, 0)
     seconds = out["seconds"] or 1.0
     out["throughput"] = out["ops"] / seconds
     out["queries_per_second"] = out["queries"] / seconds
     out["hit_rate"] = out["hits"] / out["reads"] if out["reads"] else None
+    out["cpu_us_per_op"] = 1e6 * out["cpu_seconds"] / out["ops"] if out["ops"] else None
     return out
 
 
@@ -190,7 +192,7 @@ def print_mixed(mixed: dict[str, Any], libs: Sequence[str]) -> None:
     )
     print(
         f"{'library':<18}{'ops/s':>9}{'reads':>9}{'writes':>8}{'hit rate':>10}{'SQL/s':>9}"
-        f"{'stale reads':>13}{'errors':>8}"
+        f"{'stale reads':>13}{'errors':>8}{'worker CPU µs/op':>18}"
     )
     for lib in libs:
         r = mixed.get(lib)
@@ -199,7 +201,7 @@ def print_mixed(mixed: dict[str, Any], libs: Sequence[str]) -> None:
         hit_rate = f"{100 * r['hit_rate']:.1f}%" if r["hit_rate"] is not None else "n/a"
         print(
             f"{common.LIB_LABELS[lib]:<18}{r['throughput']:>9,.0f}{r['reads']:>9,}{r['writes']:>8,}{hit_rate:>10}"
-            f"{r['queries_per_second']:>9,.0f}{r['stale']:>13,}{r['errors']:>8,}"
+            f"{r['queries_per_second']:>9,.0f}{r['stale']:>13,}{r['errors']:>8,}{fmt(r.get('cpu_us_per_op')):>18}"
         )
         for example in r["stale_examples"][:3]:
             print(f"    stale: {example}")
@@ -207,15 +209,24 @@ def print_mixed(mixed: dict[str, Any], libs: Sequence[str]) -> None:
             print(f"    error: {example}")
     kinds = list(next(iter(mixed.values()))["by_kind"])
     shown = [lib for lib in libs if lib in mixed]
-    print(f"\n{'hit rate by operation (share of ops)':<40}" + "".join(f"{common.LIB_LABELS[lib]:>18}" for lib in shown))
+    print(
+        "\nby operation: share of ops, hit rate, mean µs (wall / the thread's CPU)\n"
+        + f"{'':<16}"
+        + "".join(f"{common.LIB_LABELS[lib]:>24}" for lib in shown)
+    )
     for kind in sorted(kinds, key=lambda k: -mixed[shown[0]]["by_kind"].get(k, {}).get("count", 0)):
         cells = []
         for lib in shown:
-            stats = mixed[lib]["by_kind"].get(kind, {"count": 0, "hits": 0})
-            share = stats["count"] / mixed[lib]["ops"] if mixed[lib]["ops"] else 0
-            rate = f"{100 * stats['hits'] / stats['count']:.0f}%" if stats["count"] else "n/a"
-            cells.append(f"{rate} ({100 * share:.0f}%)" if kind in READ_KINDS else f"write ({100 * share:.1f}%)")
-        print(f"{kind.replace('_', ' '):<40}" + "".join(f"{c:>18}" for c in cells))
+            stats = mixed[lib]["by_kind"].get(kind) or {"count": 0}
+            count = stats["count"]
+            if not count:
+                cells.append("n/a")
+                continue
+            share = 100 * count / mixed[lib]["ops"]
+            rate = f"{100 * stats['hits'] / count:.0f}% " if kind in READ_KINDS else "write "
+            wall, cpu = stats.get("wall_ns", 0) / count / 1000, stats.get("cpu_ns", 0) / count / 1000
+            cells.append(f"{share:.1f}% {rate}{wall:.0f}/{cpu:.0f}")
+        print(f"{kind.replace('_', ' '):<16}" + "".join(f"{c:>24}" for c in cells))
 
 
 # -- targets --------------------------------------------------------------------------

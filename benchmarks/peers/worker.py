@@ -400,6 +400,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=common.MIXED_SECONDS)
     parser.add_argument("--warmup-seconds", type=float, default=common.MIXED_WARMUP_SECONDS)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--profile", type=Path, default=None, help="mixed: cProfile the first thread into PROFILE.0")
     return parser.parse_args(argv)
 
 
@@ -415,7 +416,7 @@ def run_phase(ctx: Context, args: argparse.Namespace) -> dict[str, Any]:
         return run_growth(ctx, sizes, args.samples)
     from benchmarks.peers.mixed import run_mixed
 
-    return run_mixed(ctx, args.threads, args.seconds, args.warmup_seconds, args.seed)
+    return run_mixed(ctx, args.threads, args.seconds, args.warmup_seconds, args.seed, args.profile)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -97,6 +97,7 @@ def run_growth(ctx: Context, sizes: list[int], samples: int) -> dict[str, Any]:
                         query(i)
             times.sort()
             entry["save_median_us"] = statistics.median(times) / 1000
+            entry["save_min_us"] = times[0] / 1000
             entry["save_max_us"] = times[-1] / 1000
             entry["save_samples_us"] = [t / 1000 for t in times]
             entry["queries_per_save"] = sql / samples

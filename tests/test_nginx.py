@@ -34,6 +34,10 @@ pytestmark = [
         reason="the example project behind nginx caches in Redis with django-redis and stores in PostgreSQL "
         "(gunicorn, nginx and a writer share them): run on the django-redis + postgres combination",
     ),
+    pytest.mark.skipif(
+        sys.version_info[:2] != (3, 12),
+        reason="a deployment test of the example project: run once per tox run, on Python 3.12",
+    ),
 ]
 
 

@@ -16,19 +16,16 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import math
 import os
 import pickle
 import platform
 import random
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -36,7 +33,11 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, cast
 
-ROOT = Path(__file__).resolve().parent.parent
+if __package__ in (None, ""):  # run as a script: make ``benchmarks`` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks import harness
+
 REDIS_HOST, REDIS_PORT, REDIS_DB = "127.0.0.1", 6379, 9  # db 9 belongs to this benchmark: it is flushed
 REDIS_URL = f"redis://{REDIS_HOST}:{REDIS_PORT}/{REDIS_DB}"
 PG_HOST, PG_PORT, PG_USER, PG_NAME = "127.0.0.1", 5432, "postgres", "cachekit_bench"
@@ -48,7 +49,6 @@ ITERATIONS, QUICK_ITERATIONS = 2_000, 20
 WARM_ROWS = 200  # rows whose entries get-by-pk cycles over
 SAVE_ROWS = 50  # rows the write operations cycle over, disjoint from the warm ones
 LIST_SIZE = 100
-ROUNDS = 100  # each op's samples are taken in this many blocks, alternating with the other ops
 BODY_CHARS = 1_200
 
 _VOCABULARY = (
@@ -62,16 +62,11 @@ WORDS = _VOCABULARY.split()
 # -- timing -------------------------------------------------------------------
 
 
-@dataclass
-class Op:
-    """One timed operation: ``prepare(i)`` runs untimed, then ``timed(arg)`` is measured."""
+@dataclass(kw_only=True)
+class Op(harness.Op):
+    """An operation of this benchmark: the harness's, with its label in the report."""
 
-    key: str
     label: str
-    timed: Callable[[Any], Any]
-    prepare: Callable[[int], Any] = lambda i: i
-    check: Callable[[Any, Any], str | None] | None = None  # (arg, result) -> problem, after each call
-    verify: Callable[[], str | None] | None = None  # before timing: a problem makes the op FAILED
     stock: bool = False  # timed without django-cachekit's statement hook: plain Django
 
 
@@ -89,98 +84,19 @@ class Result:
     failed: str | None = None
 
 
-class QueryCounter:
-    """A database execute wrapper that only counts statements."""
-
-    def __init__(self) -> None:
-        self.count = 0
-
-    def __call__(self, execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any) -> Any:
-        self.count += 1
-        return execute(sql, params, many, context)
-
-
-def percentile(sorted_ns: Sequence[int], fraction: float) -> int:
-    """Nearest-rank percentile of already sorted samples."""
-    return sorted_ns[max(0, math.ceil(fraction * len(sorted_ns)) - 1)]
-
-
-class Timing:
-    """The samples of one op, taken in rounds that alternate with the other ops of its phase."""
-
-    def __init__(self, op: Op) -> None:
-        self.op = op
-        self.calls = 0
-        self.samples: list[int] = []
-        self.queries = 0
-        self.zero_query_ops = 0
-        self.failed: str | None = None
-
-    def verify(self) -> None:
-        problem = self.op.verify() if self.op.verify is not None else None
-        if problem:
-            self.failed = f"verification: {problem}"
-
-    def run(self, count: int, counter: QueryCounter, record: bool) -> None:
-        if self.failed:
-            return
-        if not self.op.stock and not cachekit_hook_installed():
-            self.failed = "django-cachekit's statement hook is not on the connection"
-            return
-        op, clock = self.op, time.perf_counter_ns
-        with cachekit_hook_detached() if op.stock else nullcontext():
-            for _ in range(count):
-                i = self.calls
-                self.calls += 1
-                arg = op.prepare(i)
-                before = counter.count
-                start = clock()
-                value = op.timed(arg)
-                elapsed = clock() - start
-                ran = counter.count - before
-                if op.check is not None:
-                    problem = op.check(arg, value)
-                    if problem:
-                        self.failed = f"call {i}: {problem}"
-                        return
-                del value  # free the result outside the timed region
-                if record:
-                    self.samples.append(elapsed)
-                    self.queries += ran
-                    self.zero_query_ops += ran == 0
-
-    def result(self) -> Result:
-        result = Result(self.op.key, self.op.label, failed=self.failed)
-        samples = sorted(self.samples)
-        if self.failed or not samples:
-            return result
-        result.iterations = len(samples)
-        result.median_us = statistics.median(samples) / 1000
-        result.p99_us = percentile(samples, 0.99) / 1000
-        result.mean_us = statistics.fmean(samples) / 1000
-        result.min_us = samples[0] / 1000
-        result.queries_per_op = self.queries / len(samples)
-        result.zero_query_ops = self.zero_query_ops
-        return result
+def result_of(timing: harness.Timing[Op]) -> Result:
+    """What the report keeps of a timed op: its figures without the samples, or why it failed."""
+    op, figures = timing.op, timing.figures()
+    if figures is None:
+        return Result(op.key, op.label, failed=timing.failed)
+    del figures["samples_ns"]
+    return Result(op.key, op.label, **figures)
 
 
 def run_phase(ops: Sequence[Op], iterations: int, warmup: int) -> list[Result]:
-    """Verify, warm up, then time ``ops`` round-robin, so a noisy neighbour slows them all alike."""
-    from django.db import connection
-
-    timings = [Timing(op) for op in ops]
-    for timing in timings:
-        timing.verify()
-    counter = QueryCounter()
-    rounds = min(ROUNDS, iterations)
-    gc.collect()
-    with connection.execute_wrapper(counter):
-        for timing in timings:
-            timing.run(warmup, counter, record=False)
-        for r in range(rounds):
-            for timing in timings:
-                timing.run(iterations // rounds + (r < iterations % rounds), counter, record=True)
-    return [timing.result() for timing in timings]
+    """Time ``ops`` together; a verification that raises stops the benchmark of this database."""
+    timings = harness.run_phase(ops, iterations, warmup, precondition=hook_problem, context=hook_state)
+    return [result_of(timing) for timing in timings]
 
 
 # -- setup --------------------------------------------------------------------
@@ -205,8 +121,6 @@ def ensure_pg_database() -> None:
 
 def configure(db: str, workdir: Path) -> str:
     """Configure and set up Django for ``db``; returns where the data lives."""
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
     import django
     from django.conf import settings
 
@@ -332,6 +246,18 @@ def cachekit_hook_detached() -> Iterator[None]:
         if index is not None:
             # Back in its place: execute_wrapper() context managers pop the last wrapper on exit.
             wrappers.insert(index, dbhook.execute_wrapper)
+
+
+def hook_problem(op: Op) -> str | None:
+    """Before each batch of calls: an op timed with django-cachekit needs its statement hook in place."""
+    if op.stock or cachekit_hook_installed():
+        return None
+    return "django-cachekit's statement hook is not on the connection"
+
+
+def hook_state(op: Op) -> AbstractContextManager[None]:
+    """Around each batch of calls: a stock op runs with the statement hook detached."""
+    return cachekit_hook_detached() if op.stock else nullcontext()
 
 
 class DatabaseBench:
@@ -522,12 +448,14 @@ class DatabaseBench:
         self.sizes["pickled_list_bytes"] = int(self.redis.strlen(many))
         get = self.redis.get
         return [
-            Op("redis_ping", "reference: redis-py PING round trip", lambda _: self.redis.ping()),
-            Op("floor_get", "floor: redis GET + unpickle instance", lambda _: pickle.loads(cast(bytes, get(one)))),
+            Op("redis_ping", lambda _: self.redis.ping(), label="reference: redis-py PING round trip"),
+            Op(
+                "floor_get", lambda _: pickle.loads(cast(bytes, get(one))), label="floor: redis GET + unpickle instance"
+            ),
             Op(
                 "floor_list",
-                "floor: redis GET + unpickle 100",
                 lambda _: pickle.loads(cast(bytes, get(many))),
+                label="floor: redis GET + unpickle 100",
                 check=self.list_of(),
             ),
         ]
@@ -544,46 +472,61 @@ class DatabaseBench:
         warm, plain_warm = self.warm_pks, self.plain_warm_pks
         saves, plain_saves = self.save_objs, self.plain_save_objs
         reads = [
-            Op("get_hit", "get by pk (hit)", self.cached_get, self.cycle(warm), self.same_pk, self.verify_get_hit),
-            Op("list_hit", "list of 100 (hit)", self.cached_list, check=self.list_of(), verify=self.verify_list_hit),
-            Op("count_hit", "count (hit)", self.cached_count, verify=self.verify_count_hit),
+            Op(
+                "get_hit", self.cached_get, self.cycle(warm), self.same_pk, self.verify_get_hit, label="get by pk (hit)"
+            ),
+            Op(
+                "list_hit",
+                self.cached_list,
+                label="list of 100 (hit)",
+                check=self.list_of(),
+                verify=self.verify_list_hit,
+            ),
+            Op("count_hit", self.cached_count, label="count (hit)", verify=self.verify_count_hit),
             *self.floor_ops(),
-            Op("uncached_get", "uncached get by pk", self.plain_get, self.cycle(plain_warm), self.same_pk, stock=True),
-            Op("uncached_list", "uncached list of 100", self.plain_list, check=self.list_of(), stock=True),
-            Op("uncached_count", "uncached count", self.plain_count, stock=True),
-            Op("plain_get_hooked", "plain-model get, cachekit hook on", self.plain_get, self.cycle(plain_warm)),
+            Op(
+                "uncached_get",
+                self.plain_get,
+                self.cycle(plain_warm),
+                self.same_pk,
+                label="uncached get by pk",
+                stock=True,
+            ),
+            Op("uncached_list", self.plain_list, label="uncached list of 100", check=self.list_of(), stock=True),
+            Op("uncached_count", self.plain_count, label="uncached count", stock=True),
+            Op("plain_get_hooked", self.plain_get, self.cycle(plain_warm), label="plain-model get, cachekit hook on"),
         ]
         writes = [
-            Op("save", "save", save, self.bump_views(saves, save=False), verify=self.verify_save),
+            Op("save", save, self.bump_views(saves, save=False), label="save", verify=self.verify_save),
             Op(
                 "read_after_save",
-                "first read after a save",
                 lambda arg: self.cached_get(arg[0]),
                 self.save_then_same,
+                label="first read after a save",
                 check=self.saved_value_read,
                 verify=self.verify_read_after_save,
             ),
             Op(
                 "other_get_after_save",
-                "another row's get after a save",
                 self.cached_get,
                 self.save_then_other,
+                label="another row's get after a save",
                 check=self.same_pk,
                 verify=self.verify_other_get_after_save,
             ),
-            Op("uncached_save", "uncached save", save, self.bump_views(plain_saves, save=False), stock=True),
+            Op("uncached_save", save, self.bump_views(plain_saves, save=False), label="uncached save", stock=True),
             Op(
                 "uncached_read_after_save",
-                "uncached read after a save",
                 lambda obj: self.plain_get(obj.pk),
                 self.bump_views(plain_saves, save=True),
+                label="uncached read after a save",
                 stock=True,
             ),
             Op(
                 "plain_save_hooked",
-                "plain-model save, cachekit hook on",
                 save,
                 self.bump_views(plain_saves, save=False),
+                label="plain-model save, cachekit hook on",
             ),
         ]
         return reads, writes
@@ -717,7 +660,7 @@ def bench_database(db: str, rows: int, iterations: int, warmup: int) -> dict[str
             "rows": rows,
             "iterations": iterations,
             "warmup": warmup,
-            "rounds": min(ROUNDS, iterations),
+            "rounds": harness.rounds_for(iterations),
             "sizes": bench.sizes,
             "captured_queries": bench.captured,
             "operations": {r.key: asdict(r) for r in results},

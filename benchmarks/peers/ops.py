@@ -11,110 +11,32 @@ checked again against the values the rows are known to hold.
 from __future__ import annotations
 
 import gc
-import math
-import statistics
-import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
+from benchmarks import harness
+from benchmarks.harness import Op
 from benchmarks.peers import common
-from benchmarks.peers.worker import Context, QueryCounter, say
+from benchmarks.peers.worker import Context, say
 
 WARM_ROWS = 200  # rows whose entries get-by-pk cycles over
 SAVE_ROWS = 50  # rows the write operations cycle over: outside the warm rows and the filtered category
-ROUNDS = 100
 
 
-@dataclass
-class Op:
-    """One timed operation: ``prepare(i)`` runs untimed, then ``timed(arg)`` is measured."""
-
-    key: str
-    timed: Callable[[Any], Any]
-    prepare: Callable[[int], Any] = lambda i: i
-    check: Callable[[Any, Any], str | None] | None = None  # (arg, result) -> problem, after each call
-    verify: Callable[[], str | None] | None = None  # before timing: a problem makes the op failed
-
-
-def percentile(sorted_values: Sequence[float], fraction: float) -> float:
-    """Nearest-rank percentile of already sorted samples."""
-    return sorted_values[max(0, math.ceil(fraction * len(sorted_values)) - 1)]
-
-
-class Timing:
-    def __init__(self, op: Op) -> None:
-        self.op = op
-        self.calls = 0
-        self.samples: list[int] = []
-        self.queries = 0
-        self.zero_query_ops = 0
-        self.failed: str | None = None
-
-    def verify(self) -> None:
-        try:
-            problem = self.op.verify() if self.op.verify is not None else None
-        except Exception as exc:
-            problem = f"{type(exc).__name__}: {exc}"
-        if problem:
-            self.failed = f"verification: {problem}"
-
-    def run(self, count: int, counter: QueryCounter, record: bool) -> None:
-        if self.failed:
-            return
-        op, clock = self.op, time.perf_counter_ns
-        for _ in range(count):
-            i = self.calls
-            self.calls += 1
-            arg = op.prepare(i)
-            before = counter.count
-            start = clock()
-            value = op.timed(arg)
-            elapsed = clock() - start
-            ran = counter.count - before
-            if op.check is not None:
-                problem = op.check(arg, value)
-                if problem:
-                    self.failed = f"call {i}: {problem}"
-                    return
-            del value
-            if record:
-                self.samples.append(elapsed)
-                self.queries += ran
-                self.zero_query_ops += ran == 0
-
-    def result(self) -> dict[str, Any]:
-        samples = sorted(self.samples)
-        out: dict[str, Any] = {"failed": self.failed, "iterations": len(samples)}
-        if self.failed or not samples:
-            return out
-        out.update(
-            median_us=statistics.median(samples) / 1000,
-            p99_us=percentile(samples, 0.99) / 1000,
-            queries_per_op=self.queries / len(samples),
-            zero_query_ops=self.zero_query_ops,
-            samples_ns=samples,
-        )
-        return out
+def result_of(timing: harness.Timing[Op]) -> dict[str, Any]:
+    """What the worker reports of a timed op: its figures with the samples (the runner merges passes)."""
+    out: dict[str, Any] = {"failed": timing.failed, "iterations": len(timing.samples)}
+    figures = timing.figures()
+    if figures is not None:
+        for key in ("median_us", "p99_us", "queries_per_op", "zero_query_ops", "samples_ns"):
+            out[key] = figures[key]
+    return out
 
 
 def run_phase(ops: Sequence[Op], iterations: int, warmup: int) -> dict[str, dict[str, Any]]:
-    """Verify, warm up, then time ``ops`` round-robin, so a noisy neighbour slows them all alike."""
-    from django.db import connection
-
-    timings = [Timing(op) for op in ops]
-    for timing in timings:
-        timing.verify()
-    counter = QueryCounter()
-    rounds = min(ROUNDS, iterations)
-    gc.collect()
-    with connection.execute_wrapper(counter):
-        for timing in timings:
-            timing.run(warmup, counter, record=False)
-        for r in range(rounds):
-            for timing in timings:
-                timing.run(iterations // rounds + (r < iterations % rounds), counter, record=True)
-    return {timing.op.key: timing.result() for timing in timings}
+    """Time ``ops`` together; a verification that raises makes its op failed, not the worker."""
+    timings = harness.run_phase(ops, iterations, warmup, catch_verify_errors=True)
+    return {timing.op.key: result_of(timing) for timing in timings}
 
 
 def plural(n: int, word: str) -> str:
@@ -362,7 +284,7 @@ def run_core(ctx: Context, iterations: int) -> dict[str, Any]:
     return {
         "iterations": iterations,
         "warmup": warmup,
-        "rounds": min(ROUNDS, iterations),
+        "rounds": harness.rounds_for(iterations),
         "warm_rows": len(bench.warm_pks),
         "save_rows": len(bench.save_objs),
         "list_size": bench.list_size,

@@ -29,6 +29,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from benchmarks.harness import QueryCounter as QueryCounter  # the counter growth.py and mixed.py use
 from benchmarks.peers import common
 
 _VOCABULARY = (
@@ -210,17 +211,6 @@ def load_data(rows: int, comments_per_article: int = 2) -> None:
 
 
 # -- the library under test ----------------------------------------------------------
-
-
-class QueryCounter:
-    """A database execute wrapper that only counts statements."""
-
-    def __init__(self) -> None:
-        self.count = 0
-
-    def __call__(self, execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any) -> Any:
-        self.count += 1
-        return execute(sql, params, many, context)
 
 
 @dataclass

@@ -49,7 +49,7 @@ def _model_class(model: Any, what: str) -> type[models.Model]:
 def invalidate_model(model: type[models.Model], using: str | None = None) -> None:
     """Retire every cached query and object of ``model``; use it after raw SQL run elsewhere."""
     info = meta.info(_model_class(model, "invalidate_model"))
-    _record([*info.model_tags, *info.rows_tags], using)
+    _record([*info.model_tags, *info.keyed_tags, *info.rows_tags], using)
 
 
 def invalidate_object(obj: models.Model, using: str | None = None) -> None:
@@ -58,7 +58,7 @@ def invalidate_object(obj: models.Model, using: str | None = None) -> None:
         raise TypeError(f"invalidate_object() takes a saved model instance, not {obj!r}.")
     info = meta.info(type(obj))
     pk = info.pk_value(obj.pk)
-    _record([*info.version_tags(pk)[: 2 * len(info.tables)], *info.model_tags], using)
+    _record([*info.version_tags(pk)[: 2 * len(info.tables)], *info.model_tags, *info.keyed_tags], using)
 
 
 def invalidate_all(using: str | None = None) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 from django.db import connections, models
 
 from . import core, keys, meta, writes
-from .meta import ORIGINAL_ATTR, VERSIONS_ATTR, ModelInfo
+from .meta import KEYED_ATTR, ORIGINAL_ATTR, VERSIONS_ATTR, ModelInfo
 
 _MAX_TOUCH_DEPTH = 8
 
@@ -105,6 +105,9 @@ def instances_changed(
 class SavePlan:
     before: tuple[Any, ...] | None  # watched values before the save
     versions: core.Versions | None  # tag versions read before the save, for write-through
+    # (table, pk) of a row whose old foreign-key values are known from its load;
+    # the save then reports them instead of bumping the table's keyed tag.
+    covered: tuple[str, Any] | None = None
 
 
 def before_save(obj: models.Model, using: str, update_fields: Iterable[str] | None, force_insert: Any) -> SavePlan:
@@ -117,18 +120,26 @@ def before_save(obj: models.Model, using: str, update_fields: Iterable[str] | No
             row = model._base_manager.using(using).filter(pk=obj.pk).values_list(*info.watched).first()
             old = tuple(row) if row is not None else None
     versions = None
+    covered = None
     known = obj.__dict__.pop(VERSIONS_ATTR, None)
     if core.reading() and info.normalizers is not None and _writes_every_column(info, update_fields):
         if obj._state.adding or obj.pk is None:
             # An insert: the row's own tags must not exist yet; the others are read now.
             versions = core.versions((*info.rows_tags, keys.GLOBAL_TAG))
         else:
-            tags = info.object_tags(info.pk_value(obj.pk))
+            pk = info.pk_value(obj.pk)
+            tags = info.object_tags(pk)
             # Versions from the read that loaded obj are as good as fresh ones: if
             # anything bumped them since, the write-through's check fails.
             reuse = known is not None and all(t in known for t in tags)
             versions = known if reuse else core.versions(tags)
-    return SavePlan(old, versions)
+            # The foreign-key values obj was loaded with are the row's old values
+            # if no write reached the row between that load and this save's flush,
+            # which is what the write-through's check proves (and, when it fails,
+            # the flush bumps the keyed tag instead).
+            if reuse and info.keyed and KEYED_ATTR in obj.__dict__ and not force_insert:
+                covered = (info.table, pk)
+    return SavePlan(old, versions, covered)
 
 
 def _writes_every_column(info: ModelInfo, update_fields: Iterable[str] | None) -> bool:
@@ -138,18 +149,44 @@ def _writes_every_column(info: ModelInfo, update_fields: Iterable[str] | None) -
     return all(f.primary_key or f.name in named or f.attname in named for f in info.fields)
 
 
-def after_save(obj: models.Model, using: str, plan: SavePlan) -> None:
+def _keyed_tags(info: ModelInfo, old: tuple[Any, ...], new: tuple[Any, ...]) -> list[str] | None:
+    """Field tags of the row's old and new foreign-key values, or None if one is not an integer."""
+    tags: dict[str, None] = {}
+    try:
+        for (_, column), before, after in zip(info.keyed, old, new):
+            tags[keys.field_tag(info.table, column, meta.keyed_value(before))] = None
+            tags[keys.field_tag(info.table, column, meta.keyed_value(after))] = None
+    except (TypeError, ValueError):
+        return None
+    return list(tags)
+
+
+def after_save(obj: models.Model, using: str, plan: SavePlan, update_fields: Iterable[str] | None = None) -> None:
     info = meta.info(type(obj))
     connection = connections[using]
     if info.watched:
         new = current_values(info, obj)
         rows_changed(type(obj), using, [plan.before] if plan.before is not None else [], [new])
         obj.__dict__[ORIGINAL_ATTR] = new
-    if plan.versions is None:
-        return
-    row = info.saved_row(obj)
+    row = info.saved_row(obj) if plan.versions is not None else None
+    otherwise: tuple[str, ...] = ()
+    if info.keyed:
+        loaded = obj.__dict__
+        old = loaded.pop(KEYED_ATTR, None)
+        new_keyed = tuple(getattr(obj, attname) for attname, _ in info.keyed)
+        if _writes_every_column(info, update_fields):
+            loaded[KEYED_ATTR] = new_keyed
+        if plan.covered is not None:
+            # The UPDATE left the keyed tag alone: report the old and new values,
+            # which hold only if the write-through's check does; else bump it.
+            otherwise = info.keyed_tags
+            found = _keyed_tags(info, old, new_keyed) if old is not None and row is not None else None
+            writes.record(connection, found if found is not None else otherwise)
+            if found is None:
+                otherwise = ()
     if row is None:
         return
+    assert plan.versions is not None
     pk = info.pk_value(obj.pk)
     tags = info.object_tags(pk)
     write = writes.WriteThrough(
@@ -159,6 +196,7 @@ def after_save(obj: models.Model, using: str, plan: SavePlan) -> None:
         payload=row,
         timeout=info.timeout,
         target=obj,
+        otherwise=otherwise,
     )
     buffer = writes.current(connection)
     if buffer is None:

@@ -8,6 +8,12 @@ the table's model tag. A write whose WHERE clause names primary keys (``WHERE
 "t"."id" = %s`` or ``IN (...)``) bumps those rows' object tags; any other
 UPDATE or DELETE bumps the table's rows tag, which every object entry of the
 table carries.
+
+Tables with integer foreign keys also have a keyed tag: queries filtered on a
+foreign-key value are tagged by that value and the keyed tag instead of the
+model tag. An INSERT names the values of the rows it adds (their field tags are
+bumped); a ``save()`` whose old values are known reports them itself (see
+``changes``); any other write to such a table bumps its keyed tag.
 """
 
 from __future__ import annotations
@@ -48,6 +54,15 @@ _PK_TAIL = re.compile(
     re.I,
 )
 _READ_TABLES = re.compile(r'\b(?:FROM|JOIN)\s+("(?:[^"]|"")+"|`[^`]+`)')
+# A plain multi-row INSERT as Django writes it, every value a placeholder.
+_ROW = r"\(\s*%s(?:\s*,\s*%s)*\s*\)"
+_INSERT_VALUES = re.compile(
+    rf"\s*INSERT(?:\s+OR\s+IGNORE)?\s+INTO\s+{_QNAME}\s*\((?P<columns>[^()]*)\)\s*VALUES\s*"
+    rf"(?P<rows>{_ROW}(?:\s*,\s*{_ROW})*)\s*(?:ON\s+CONFLICT\s+DO\s+NOTHING\s*)?"
+    r"(?:RETURNING\s+[^;%()]*)?;?\s*\Z",
+    re.I,
+)
+_COLUMN_SPLIT = re.compile(r"\s*,\s*")
 
 
 _DOT = re.compile(r"\s*\.\s*(?=[\"`\[A-Za-z_])")
@@ -63,6 +78,11 @@ def _unquote(name: str) -> str:
 def read_tables(sql: str) -> set[str]:
     """The tables a SELECT reads (Django quotes every table name it writes)."""
     return {_unquote(name) for name in _READ_TABLES.findall(sql)}
+
+
+def read_table_list(sql: str) -> list[str]:
+    """Every table a SELECT reads, once per FROM or JOIN naming it."""
+    return [_unquote(name) for name in _READ_TABLES.findall(sql)]
 
 
 def _pks(sql: str, params: Any, many: bool, model: Any) -> list[Any] | None:
@@ -142,9 +162,16 @@ def write_tags(sql: str, params: Any = None, many: bool = False) -> list[str]:
     if model is None:
         return []
     tags = [keys.model_tag(table)]
+    keyed = meta.keyed_columns(table)
     if head.group("insert"):
         if _UPSERT.search(sql):
             tags.append(keys.rows_tag(table))
+        elif keyed:
+            found = _inserted_field_tags(sql, params, many, table, keyed)
+            if found is not None:
+                return tags + found
+        if keyed:
+            tags.append(keys.keyed_tag(table))
         return tags
     try:
         pks = _pks(sql, params, many, model)
@@ -154,9 +181,55 @@ def write_tags(sql: str, params: Any = None, many: bool = False) -> list[str]:
         tags.append(keys.rows_tag(table))
     else:
         tags.extend(keys.object_tag(table, pk) for pk in pks)
+    if keyed and not (head.group("update") and pks is not None and _covered(table, pks)):
+        tags.append(keys.keyed_tag(table))
     if head.group("delete"):
         tags += _whole_tables(_dependents(table))
     return tags
+
+
+def _inserted_field_tags(sql: str, params: Any, many: bool, table: str, keyed: dict[str, str]) -> list[str] | None:
+    """Field tags of the foreign-key values an INSERT writes, or None when it cannot tell."""
+    match = _INSERT_VALUES.match(sql)
+    if match is None or params is None or isinstance(params, dict):
+        return None
+    columns = [_unquote(c) for c in _COLUMN_SPLIT.split(match.group("columns").strip())]
+    positions = [(i, c) for i, c in enumerate(columns) if c in keyed]
+    if len(positions) != len(keyed):
+        return None  # a foreign key left to its database default
+    width = len(columns)
+    tags: dict[str, None] = {}
+    try:
+        for param_set in params if many else (params,):
+            values = list(param_set)
+            if not values or len(values) % width:
+                return None
+            for start in range(0, len(values), width):
+                for i, column in positions:
+                    tags[keys.field_tag(table, column, meta.keyed_value(values[start + i]))] = None
+    except (TypeError, ValueError):
+        return None
+    return list(tags)
+
+
+def _covered(table: str, pks: list[Any]) -> bool:
+    covered = getattr(_local, "covered", None)
+    return covered is not None and len(pks) == 1 and covered == (table, pks[0])
+
+
+@contextmanager
+def covering(row: tuple[str, Any] | None) -> Iterator[None]:
+    """Inside the block, an UPDATE of this one ``(table, pk)`` row leaves the keyed
+    tag alone: the save running it reports the row's old and new foreign-key values."""
+    if row is None:
+        yield
+        return
+    previous = getattr(_local, "covered", None)
+    _local.covered = row
+    try:
+        yield
+    finally:
+        _local.covered = previous
 
 
 def _whole_tables(tables: Any) -> list[str]:
@@ -165,6 +238,8 @@ def _whole_tables(tables: Any) -> list[str]:
     for table in tables:
         if table in known:
             tags += (keys.model_tag(table), keys.rows_tag(table))
+            if meta.keyed_columns(table):
+                tags.append(keys.keyed_tag(table))
     return tags
 
 

@@ -65,6 +65,17 @@ def rows_tag(table: str) -> str:
     return f"r:{table}"
 
 
+def keyed_tag(table: str) -> str:
+    """Bumped by every write to ``table`` whose foreign-key values are not known:
+    queries tagged by a foreign-key value carry it instead of the model tag."""
+    return f"k:{table}"
+
+
+def field_tag(table: str, column: str, value: Any) -> str:
+    """The rows of ``table`` whose ``column`` holds ``value`` (an integer foreign key)."""
+    return f"f:{table}:{column}={value}"
+
+
 def object_tag(table: str, pk: Any) -> str:
     return f"o:{table}:{safe_part(pk)}"
 
@@ -76,6 +87,6 @@ def touch_tag(table: str, pk: Any) -> str:
 def tag_namespace(tag: str) -> str:
     """What a tag belongs to, for metrics: a table, ``tags`` for user tags, or ``global``."""
     kind, _, rest = tag.partition(":")
-    if kind in ("m", "r", "o", "t"):
+    if kind in ("m", "r", "o", "t", "k", "f"):
         return rest.partition(":")[0]
     return "global" if tag == GLOBAL_TAG else "tags"

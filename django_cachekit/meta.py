@@ -25,6 +25,9 @@ ORIGINAL_ATTR = "_cachekit_loaded"
 # The tag versions an instance's entry was stamped with: a later save of it
 # can write its fresh entry through without reading them again.
 VERSIONS_ATTR = "_cachekit_versions"
+# The foreign-key values an instance was loaded with (ModelInfo.keyed, in order):
+# a save moves the row out of the lists of these values.
+KEYED_ATTR = "_cachekit_keyed"
 _META_ATTRS = frozenset({"timeout", "tags", "touch", "warm", "refresh_ahead"})
 _PLAIN_DESCRIPTORS = (DeferredAttribute, ForeignKeyDeferredAttribute, FileDescriptor)
 
@@ -198,6 +201,12 @@ class ModelInfo:
         self.options = parse_cache_meta(model) if is_cached_model(model) else None
         self.watched = self.options.watched if self.options else ()
         self.watched_idx = tuple(self.attnames.index(name) for name in self.watched)
+        # Integer foreign keys of the model's own table, when it has only one: a
+        # save reports their old and new values instead of bumping the keyed tag.
+        own = keyed_columns(self.table) if len(self.tables) == 1 else {}
+        self.keyed = tuple((attname, column) for column, attname in own.items())
+        self.keyed_idx = tuple(self.attnames.index(attname) for attname, _ in self.keyed)
+        self.keyed_tags = tuple(keys.keyed_tag(t) for t in self.tables if keyed_columns(t))
         self.rows_tags = tuple(keys.rows_tag(t) for t in self.tables)
         self.model_tags = tuple(keys.model_tag(t) for t in self.tables)
         self.schema = keys.digest(
@@ -290,12 +299,15 @@ class ModelInfo:
         """Model instances from full rows, as ``from_db`` would make them."""
         cls = model or self.model
         watched = self.watched_idx
+        keyed = self.keyed_idx
         if not self.plain or _init_listeners(cls):
             out = []
             for row in rows:
                 obj = cls.from_db(db, None, row)  # type: ignore[arg-type]
                 if watched and ORIGINAL_ATTR not in obj.__dict__:
                     obj.__dict__[ORIGINAL_ATTR] = tuple(row[i] for i in watched)
+                if keyed and KEYED_ATTR not in obj.__dict__:
+                    obj.__dict__[KEYED_ATTR] = tuple(row[i] for i in keyed)
                 if versions is not None:
                     obj.__dict__[VERSIONS_ATTR] = versions
                 out.append(obj)
@@ -312,6 +324,8 @@ class ModelInfo:
             values["_state"] = state
             if watched:
                 values[ORIGINAL_ATTR] = tuple(row[i] for i in watched)
+            if keyed:
+                values[KEYED_ATTR] = tuple(row[i] for i in keyed)
             if versions is not None:
                 values[VERSIONS_ATTR] = versions
             obj.__dict__ = values
@@ -356,6 +370,7 @@ def clear() -> None:
     _infos.clear()
     _tables = None
     _registry = None
+    _keyed.clear()
 
 
 _registry: str | None = None
@@ -399,3 +414,39 @@ def clear_tables() -> None:
     global _tables, _registry
     _tables = None
     _registry = None
+    _keyed.clear()
+
+
+_keyed: dict[str, dict[str, str]] = {}
+
+
+def keyed_columns(table: str) -> dict[str, str]:
+    """``{column: attname}`` of the integer foreign keys stored in ``table``
+    (not its primary key): the columns cached queries may be tagged by value."""
+    try:
+        return _keyed[table]
+    except KeyError:
+        pass
+    found: dict[str, str] = {}
+    model = table_models().get(table)
+    if model is not None:
+        for field in model._meta.local_concrete_fields:
+            target = getattr(field, "target_field", None)
+            if (
+                (field.many_to_one or field.one_to_one)
+                and not field.primary_key
+                and isinstance(target, models.IntegerField)
+                and field.column
+            ):
+                found[field.column] = field.attname
+    _keyed[table] = found
+    return found
+
+
+def keyed_value(value: Any) -> int | None:
+    """A foreign-key value as the tags name it; raises ValueError/TypeError for anything but an integer."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise TypeError(value)
+    return int(value)

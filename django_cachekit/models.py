@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 
 from django.db import models, router
 
-from . import changes, core, meta, writes
+from . import changes, core, dbhook, meta, writes
 from .managers import CachedManager
 
 
@@ -30,10 +30,11 @@ class CachedModelMixin(models.Model):
     def from_db(cls, db: str | None, field_names: Any, values: Any, **kwargs: Any) -> Any:
         obj = super().from_db(db, field_names, values, **kwargs)
         info = meta.info(cls)
-        if info.watched:
-            loaded = obj.__dict__
-            if all(name in loaded for name in info.watched):
-                loaded[meta.ORIGINAL_ATTR] = tuple(loaded[name] for name in info.watched)
+        loaded = obj.__dict__
+        if info.watched and all(name in loaded for name in info.watched):
+            loaded[meta.ORIGINAL_ATTR] = tuple(loaded[name] for name in info.watched)
+        if info.keyed and all(name in loaded for name, _ in info.keyed):
+            loaded[meta.KEYED_ATTR] = tuple(loaded[name] for name, _ in info.keyed)
         return obj
 
     def save_base(
@@ -47,14 +48,15 @@ class CachedModelMixin(models.Model):
         using = using or router.db_for_write(self.__class__, instance=self)
         with writes.batch(using):
             plan = changes.before_save(self, using, update_fields, force_insert)
-            super().save_base(
-                raw=raw,
-                force_insert=force_insert,
-                force_update=force_update,
-                using=using,
-                update_fields=update_fields,
-            )
-            changes.after_save(self, using, plan)
+            with dbhook.covering(plan.covered):
+                super().save_base(
+                    raw=raw,
+                    force_insert=force_insert,
+                    force_update=force_update,
+                    using=using,
+                    update_fields=update_fields,
+                )
+            changes.after_save(self, using, plan, update_fields)
 
     @property
     def cache_key(self) -> str:

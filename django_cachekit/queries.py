@@ -10,6 +10,11 @@ from typing import Any
 from django.core.exceptions import EmptyResultSet
 from django.db import connections
 from django.db.models import QuerySet
+from django.db.models.expressions import Col
+from django.db.models.fields.related_lookups import RelatedExact
+from django.db.models.lookups import Exact
+from django.db.models.sql import Query
+from django.db.models.sql.where import AND
 
 from . import dbhook, keys, meta, metrics, writes
 
@@ -17,8 +22,8 @@ logger = logging.getLogger("django_cachekit")
 
 # entry key -> tables seen read beyond those named in the main SQL (aggregates over joins)
 _learned: dict[str, frozenset[str]] = {}
-# (model, shape of the steps that built a queryset) -> tables its SQL reads
-_shapes: dict[Any, frozenset[str]] = {}
+# (model, shape of the steps that built a queryset) -> tables its SQL reads, and its keyed filters
+_shapes: dict[Any, Shape] = {}
 _LEARNED_MAX = 10_000
 
 
@@ -28,6 +33,17 @@ class Spec:
 
     timeout: Any  # int | None, or DEFAULT for the model's timeout
     tags: tuple[str, ...]
+
+
+# A filter ``column = value`` on an integer foreign key: (position among the
+# WHERE clause's top-level conditions, alias, table, column).
+Keyed = tuple[int, str, str, str]
+
+
+@dataclass(frozen=True)
+class Shape:
+    tables: frozenset[str]
+    keyed: tuple[Keyed, ...]
 
 
 DEFAULT = object()
@@ -64,22 +80,24 @@ def plan(
     ns = info.label
     found = qs._fingerprint() if hasattr(qs, "_fingerprint") else None
     tables: frozenset[str] | None = None
+    found_shape: Shape | None = None
     if found is not None:
         digest = keys.digest(repr(("steps", meta.registry_digest(), kind, extra, spec.tags, found[0])))
         shape = (info.label, found[1])
-        tables = _shapes.get(shape)
+        found_shape = _shapes.get(shape)
     else:
         shape = None
-    if tables is None:
+    if found_shape is None:
         try:
             sql, params = qs.query.get_compiler(using=db).as_sql()
         except EmptyResultSet:
             return None
-        tables = frozenset(dbhook.read_tables(sql))
+        found_shape = Shape(frozenset(dbhook.read_tables(sql)), keyed_filters(qs.query, sql))
         if shape is not None:
-            _remember(_shapes, shape, tables)
+            _remember(_shapes, shape, found_shape)
         else:
             digest = keys.digest(repr(("sql", kind, extra, spec.tags, sql, params)))
+    tables = found_shape.tables
     key = f"{keys.prefix()}{info.schema}:q:{db}:{digest}"
     extra_tables = _learned.get(key)
     if extra_tables is None and probe is not None:
@@ -92,12 +110,71 @@ def plan(
         metrics.record("bypass", ns)
         logger.debug("django-cachekit: not caching a query of %s on tables outside the model registry", ns)
         return None
-    tags = (*sorted(keys.model_tag(t) for t in tables), *spec.tags, keys.GLOBAL_TAG)
+    by_value = _field_tags(qs.query, found_shape.keyed, extra_tables) if found_shape.keyed else {}
+    table_tags: list[str] = []
+    for table in sorted(tables):
+        tag = by_value.get(table)
+        if tag is None:
+            table_tags.append(keys.model_tag(table))
+        else:
+            table_tags += (keys.keyed_tag(table), tag)
+    tags = (*table_tags, *spec.tags, keys.GLOBAL_TAG)
     pending = writes.pending(db)
     if pending and not pending.isdisjoint(tags):
         metrics.record("bypass", ns)
         return None
     return Plan(key, tags, tables, ns, may_store(db))
+
+
+def keyed_filters(query: Query, sql: str) -> tuple[Keyed, ...]:
+    """The conditions ``fk = value`` that every row a query reads from a table must meet.
+
+    One per table, from the WHERE clause's top-level AND, on an integer foreign
+    key of a table the SQL reads once (not again in a subquery or a self-join).
+    Such a query depends only on the rows holding that value, so it is tagged by
+    the value instead of by the whole table.
+    """
+    where = query.where
+    if where.connector != AND or where.negated or query.combinator:
+        return ()
+    counts: dict[str, int] = {}
+    for name in dbhook.read_table_list(sql):
+        counts[name] = counts.get(name, 0) + 1
+    chosen: dict[str, Keyed] = {}
+    children: list[Any] = where.children
+    for position, child in enumerate(children):
+        if type(child) not in (Exact, RelatedExact):
+            continue
+        lhs = child.lhs
+        if type(lhs) is not Col or hasattr(child.rhs, "resolve_expression"):
+            continue
+        join = query.alias_map.get(lhs.alias)
+        table: str | None = getattr(join, "table_name", None)
+        if table is None or counts.get(table) != 1 or table in chosen:
+            continue
+        column = lhs.target.column
+        if column in meta.keyed_columns(table):
+            chosen[table] = (position, lhs.alias, table, column)
+    return tuple(chosen.values())
+
+
+def _field_tags(query: Query, keyed: tuple[Keyed, ...], extra_tables: frozenset[str] | None) -> dict[str, str]:
+    """``{table: field tag}`` for this query's values of its shape's keyed filters."""
+    children: list[Any] = query.where.children
+    found: dict[str, str] = {}
+    for position, alias, table, column in keyed:
+        if extra_tables and table in extra_tables:
+            continue  # read again by a query beyond the main SQL, unfiltered
+        try:
+            child = children[position]
+            lhs = child.lhs
+            if type(child) not in (Exact, RelatedExact) or lhs.alias != alias or lhs.target.column != column:
+                continue
+            value = meta.keyed_value(child.rhs)
+        except (AttributeError, IndexError, TypeError, ValueError):
+            continue
+        found[table] = keys.field_tag(table, column, value)
+    return found
 
 
 def verify(plan: Plan, seen: set[str]) -> bool:
@@ -110,10 +187,10 @@ def verify(plan: Plan, seen: set[str]) -> bool:
     return False
 
 
-def _remember(memo: dict[Any, frozenset[str]], key: Any, tables: frozenset[str]) -> None:
+def _remember(memo: dict[Any, Any], key: Any, value: Any) -> None:
     if len(memo) >= _LEARNED_MAX:
         memo.clear()
-    memo[key] = tables
+    memo[key] = value
 
 
 def _probe_tables(probe: Callable[[], QuerySet[Any]], db: str) -> frozenset[str]:

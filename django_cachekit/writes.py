@@ -40,6 +40,9 @@ class WriteThrough:
     payload: Any
     timeout: int | None
     target: Any = None  # the saved instance: it learns the versions its entry is stamped with
+    # Tags to bump instead when the check fails (or the write is dropped): what
+    # the flush reported on the assumption that no other write reached the row.
+    otherwise: tuple[str, ...] = ()
 
     def as_write(self, bumped: set[str]) -> Write:
         stamp: list[int] = []
@@ -56,7 +59,13 @@ class WriteThrough:
         if self.target is not None:
             # If the write is refused, these are too old and the next save's check fails safely.
             self.target.__dict__[VERSIONS_ATTR] = dict(zip(self.tags, stamp))
-        return Write(self.key, codec.encode(self.tags, tuple(stamp), self.payload), self.timeout, expect)
+        return Write(
+            self.key,
+            codec.encode(self.tags, tuple(stamp), self.payload),
+            self.timeout,
+            expect,
+            keys.version_keys(self.otherwise) if self.otherwise else (),
+        )
 
 
 @dataclass(eq=False)
@@ -71,7 +80,16 @@ class Buffer:
             # A later statement touched a row whose fresh entry is queued: drop it.
             touched = set(tags)
             for key in [k for k, w in self.writes.items() if not touched.isdisjoint(w.tags)]:
-                del self.writes[key]
+                self.drop(key)
+
+    def drop(self, key: str) -> None:
+        """Forget a queued write; what it would have bumped on failure is bumped."""
+        write = self.writes.pop(key)
+        self.tags.update(dict.fromkeys(write.otherwise))
+
+    def drop_all(self) -> None:
+        for key in list(self.writes):
+            self.drop(key)
 
     def add_write(self, write: WriteThrough) -> None:
         self.writes[write.key] = write
@@ -163,7 +181,7 @@ def batch(using: str) -> Iterator[Buffer | None]:
     try:
         yield buffer
     except BaseException:
-        buffer.writes.clear()
+        buffer.drop_all()
         raise
     finally:
         del batches[using]

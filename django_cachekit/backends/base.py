@@ -34,10 +34,14 @@ class Expect:
 
 @dataclass
 class Write:
+    """An entry stored if every expectation holds; if one does not, the
+    ``otherwise`` version keys are incremented instead."""
+
     key: str
     value: bytes
     timeout: int | None
     expect: Sequence[Expect]
+    otherwise: Sequence[str] = ()
 
 
 class PatternUnsupported(NotImplementedError):
@@ -98,9 +102,14 @@ class Store:
         stored = 0
         for write in writes:
             current = cache.get_many([e.key for e in write.expect if not e.create])
-            if any(not e.create and current.get(e.key) != e.version for e in write.expect):
-                continue
-            if not all(cache.add(e.key, e.version, timeout) for e in write.expect if e.create):
+            if any(not e.create and current.get(e.key) != e.version for e in write.expect) or not all(
+                cache.add(e.key, e.version, timeout) for e in write.expect if e.create
+            ):
+                for key in write.otherwise:
+                    try:
+                        cache.incr(key)
+                    except ValueError:
+                        pass
                 continue
             cache.set(write.key, write.value, write.timeout)
             stored += 1

@@ -17,22 +17,30 @@ from django.core.cache import BaseCache, caches
 from .base import Store, Write
 
 # Increment the versions that exist (a missing one stays missing), then store
-# each write whose expectations hold. ARGV: tag ttl (ms), number of bumps, then
-# per write: number of expectations, (mode, version) pairs, ttl (ms, 0 = none),
-# value. KEYS: bumps, then per write: entry key and its expectation keys.
+# each write whose expectations hold, or else increment its fallback versions.
+# ARGV: tag ttl (ms), number of bumps, then per write: number of fallbacks,
+# number of expectations, (mode, version) pairs, ttl (ms, 0 = none), value.
+# KEYS: bumps, then per write: its fallback keys, entry key and expectation keys.
 _BUMP = """
 local tag_ttl = tonumber(ARGV[1])
 local nbump = tonumber(ARGV[2])
-for i = 1, nbump do
-  if redis.call('EXISTS', KEYS[i]) == 1 then
-    redis.call('INCR', KEYS[i])
-    redis.call('PEXPIRE', KEYS[i], tag_ttl)
+local function bump(key)
+  if redis.call('EXISTS', key) == 1 then
+    redis.call('INCR', key)
+    redis.call('PEXPIRE', key, tag_ttl)
   end
+end
+for i = 1, nbump do
+  bump(KEYS[i])
 end
 local k = nbump + 1
 local a = 3
 local stored = 0
 while a <= #ARGV do
+  local nfall = tonumber(ARGV[a])
+  local fallback = k
+  k = k + nfall
+  a = a + 1
   local entry = KEYS[k]
   local n = tonumber(ARGV[a])
   local ok = true
@@ -59,6 +67,10 @@ while a <= #ARGV do
       redis.call('SET', entry, ARGV[a + 2 * n + 2])
     end
     stored = stored + 1
+  else
+    for j = 0, nfall - 1 do
+      bump(KEYS[fallback + j])
+    end
   end
   k = k + n + 1
   a = a + 2 * n + 3
@@ -161,8 +173,9 @@ class RedisStore(Store):
         keys = [make_key(k) for k in version_keys]
         args: list[Any] = [timeout * 1000, len(keys)]
         for write in writes:
+            keys.extend(make_key(k) for k in write.otherwise)
             keys.append(make_key(write.key))
-            args.append(len(write.expect))
+            args.extend((len(write.otherwise), len(write.expect)))
             for expect in write.expect:
                 keys.append(make_key(expect.key))
                 args.extend(("c" if expect.create else "v", expect.version))

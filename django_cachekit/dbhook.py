@@ -213,8 +213,13 @@ def _inserted_field_tags(sql: str, params: Any, many: bool, table: str, keyed: d
 
 
 def _covered(table: str, pks: list[Any]) -> bool:
+    """Whether this UPDATE is the save's own; the first UPDATE of the row is,
+    another one (a signal handler's) bumps the keyed tag."""
     covered = getattr(_local, "covered", None)
-    return covered is not None and len(pks) == 1 and covered == (table, pks[0])
+    if covered is None or len(pks) != 1 or covered != (table, pks[0]):
+        return False
+    _local.covered = None
+    return True
 
 
 @contextmanager

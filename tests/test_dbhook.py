@@ -150,10 +150,12 @@ def test_an_insert_whose_values_are_unknown_bumps_the_keyed_tag(sql, params):
 def test_a_covered_save_leaves_the_keyed_tag_to_the_save():
     sql = f'UPDATE "{A}" SET "title" = %s WHERE "{A}"."id" = %s'
     with covering((A, 5)):
-        assert write_tags(sql, ["x", 5]) == [f"m:{A}", f"o:{A}:5"]
-        # another row, or several, are not covered
+        # another row, or several, or a delete are not covered
         assert write_tags(sql, ["x", 6]) == [f"m:{A}", f"o:{A}:6", K]
         assert write_tags(f'DELETE FROM "{A}" WHERE "{A}"."id" = %s', [5])[-1] == K
+        assert write_tags(sql, ["x", 5]) == [f"m:{A}", f"o:{A}:5"]
+        # only one UPDATE of the row is the save's own
+        assert write_tags(sql, ["x", 5]) == [f"m:{A}", f"o:{A}:5", K]
     assert write_tags(sql, ["x", 5]) == [f"m:{A}", f"o:{A}:5", K]
 
 

@@ -239,3 +239,28 @@ def test_a_filter_on_a_table_read_twice_is_tagged_by_the_table(queries):
     article.save()
     with queries(1):
         assert read() == ["quiet"]
+
+
+def test_a_second_update_of_the_row_during_its_save_is_not_trusted(queries):
+    """A pre_save handler that updates the row itself: only one UPDATE of the
+    save is covered by the instance's loaded values; the other bumps the keyed
+    tag, so a list read in between is not left holding the row."""
+    from django.db.models.signals import pre_save
+
+    first, second = CategoryFactory(), CategoryFactory()
+    row = ArticleFactory(category=first, title="bounced")
+    article = Article.objects.cache().get(pk=row.pk)
+
+    def detour(sender, instance, **kwargs):
+        if instance.pk == row.pk:
+            Article.objects.filter(pk=row.pk).update(category=second)
+            assert titles(second) == ["bounced"]  # read and stored while the row is in second
+
+    pre_save.connect(detour, sender=Article)
+    try:
+        article.views += 1
+        article.save()  # writes category=first back
+    finally:
+        pre_save.disconnect(detour, sender=Article)
+    assert titles(second) == []
+    assert titles(first) == ["bounced"]

@@ -161,6 +161,12 @@ def _keyed_tags(info: ModelInfo, old: tuple[Any, ...], new: tuple[Any, ...]) -> 
     return list(tags)
 
 
+def keyed_unknown(obj: models.Model, using: str) -> None:
+    """A save whose foreign-key values cannot be reported: every list keyed on its table goes."""
+    obj.__dict__.pop(KEYED_ATTR, None)
+    writes.record(connections[using], meta.info(type(obj)).keyed_tags)
+
+
 def after_save(obj: models.Model, using: str, plan: SavePlan, update_fields: Iterable[str] | None = None) -> None:
     info = meta.info(type(obj))
     connection = connections[using]
@@ -179,11 +185,12 @@ def after_save(obj: models.Model, using: str, plan: SavePlan, update_fields: Ite
         if plan.covered is not None:
             # The UPDATE left the keyed tag alone: report the old and new values,
             # which hold only if the write-through's check does; else bump it.
-            otherwise = info.keyed_tags
             found = _keyed_tags(info, old, new_keyed) if old is not None and row is not None else None
-            writes.record(connection, found if found is not None else otherwise)
             if found is None:
-                otherwise = ()
+                writes.record(connection, info.keyed_tags)
+            else:
+                writes.record(connection, found)
+                otherwise = info.keyed_tags
     if row is None:
         return
     assert plan.versions is not None

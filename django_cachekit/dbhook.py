@@ -58,7 +58,7 @@ _READ_TABLES = re.compile(r'\b(?:FROM|JOIN)\s+("(?:[^"]|"")+"|`[^`]+`)')
 _ROW = r"\(\s*%s(?:\s*,\s*%s)*\s*\)"
 _INSERT_VALUES = re.compile(
     rf"\s*INSERT(?:\s+OR\s+IGNORE)?\s+INTO\s+{_QNAME}\s*\((?P<columns>[^()]*)\)\s*VALUES\s*"
-    rf"(?P<rows>{_ROW}(?:\s*,\s*{_ROW})*)\s*(?:ON\s+CONFLICT\s+DO\s+NOTHING\s*)?"
+    rf"{_ROW}(?:\s*,\s*{_ROW})*\s*(?:ON\s+CONFLICT\s+DO\s+NOTHING\s*)?"
     r"(?:RETURNING\s+[^;%()]*)?;?\s*\Z",
     re.I,
 )
@@ -75,14 +75,14 @@ def _unquote(name: str) -> str:
     return last
 
 
-def read_tables(sql: str) -> set[str]:
-    """The tables a SELECT reads (Django quotes every table name it writes)."""
-    return {_unquote(name) for name in _READ_TABLES.findall(sql)}
-
-
 def read_table_list(sql: str) -> list[str]:
-    """Every table a SELECT reads, once per FROM or JOIN naming it."""
+    """Every table a SELECT reads, once per FROM or JOIN naming it (Django quotes every table name it writes)."""
     return [_unquote(name) for name in _READ_TABLES.findall(sql)]
+
+
+def read_tables(sql: str) -> set[str]:
+    """The tables a SELECT reads."""
+    return set(read_table_list(sql))
 
 
 def _pks(sql: str, params: Any, many: bool, model: Any) -> list[Any] | None:

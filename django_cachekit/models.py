@@ -48,14 +48,19 @@ class CachedModelMixin(models.Model):
         using = using or router.db_for_write(self.__class__, instance=self)
         with writes.batch(using):
             plan = changes.before_save(self, using, update_fields, force_insert)
-            with dbhook.covering(plan.covered):
-                super().save_base(
-                    raw=raw,
-                    force_insert=force_insert,
-                    force_update=force_update,
-                    using=using,
-                    update_fields=update_fields,
-                )
+            try:
+                with dbhook.covering(plan.covered):
+                    super().save_base(
+                        raw=raw,
+                        force_insert=force_insert,
+                        force_update=force_update,
+                        using=using,
+                        update_fields=update_fields,
+                    )
+            except BaseException:
+                if plan.covered is not None:  # the UPDATE may have run: its values go unreported
+                    changes.keyed_unknown(self, using)
+                raise
             changes.after_save(self, using, plan, update_fields)
 
     @property

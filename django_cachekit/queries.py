@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -79,7 +80,6 @@ def plan(
     info = meta.info(qs.model)
     ns = info.label
     found = qs._fingerprint() if hasattr(qs, "_fingerprint") else None
-    tables: frozenset[str] | None = None
     found_shape: Shape | None = None
     if found is not None:
         digest = keys.digest(repr(("steps", meta.registry_digest(), kind, extra, spec.tags, found[0])))
@@ -137,9 +137,7 @@ def keyed_filters(query: Query, sql: str) -> tuple[Keyed, ...]:
     where = query.where
     if where.connector != AND or where.negated or query.combinator:
         return ()
-    counts: dict[str, int] = {}
-    for name in dbhook.read_table_list(sql):
-        counts[name] = counts.get(name, 0) + 1
+    counts = Counter(dbhook.read_table_list(sql))
     chosen: dict[str, Keyed] = {}
     children: list[Any] = where.children
     for position, child in enumerate(children):

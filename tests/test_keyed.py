@@ -264,3 +264,30 @@ def test_a_second_update_of_the_row_during_its_save_is_not_trusted(queries):
         pre_save.disconnect(detour, sender=Article)
     assert titles(second) == []
     assert titles(first) == ["bounced"]
+
+
+def test_a_save_that_fails_after_its_update_refreshes_every_list(queries):
+    """A post_save handler raises after the row was updated: the save never
+    reports the old and new values, so every list keyed on the table goes."""
+    from django.db.models.signals import post_save
+
+    first, second = CategoryFactory(), CategoryFactory()
+    row = ArticleFactory(category=first, title="moved")
+    article = Article.objects.cache().get(pk=row.pk)
+    warm(queries, titles, first)
+    warm(queries, titles, second)
+
+    def fail(sender, instance, **kwargs):
+        raise RuntimeError("after the update")
+
+    post_save.connect(fail, sender=Article)
+    try:
+        article.category = second
+        with pytest.raises(RuntimeError):
+            article.save()  # autocommit: the UPDATE is committed
+    finally:
+        post_save.disconnect(fail, sender=Article)
+    with queries(1):
+        assert titles(first) == []
+    with queries(1):
+        assert titles(second) == ["moved"]

@@ -267,6 +267,14 @@ class RoundTrips:
                 return execute(*args, **options)
 
             monkeypatch.setattr(client, "execute_command", counted)
+            # Reads and bumps go over the store's own connection, not through the client.
+            command = store.command
+
+            def own(*args):
+                self.below[str(args[0]).upper()] += 1
+                return command(*args)
+
+            monkeypatch.setattr(store, "command", own)
         else:
             cache = caches["default"]
             for name in ("get", "get_many", "set", "set_many", "add", "incr"):

@@ -8,7 +8,9 @@ the bytes django-cachekit encodes; versions as Redis integers.
 from __future__ import annotations
 
 import math
+import os
 import re
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,23 +18,39 @@ from django.core.cache import BaseCache, caches
 
 from .base import Store, Write
 
-# Increment the versions that exist (a missing one stays missing), then store
-# each write whose expectations hold, or else increment its fallback versions.
+# Increment the versions that exist (a missing one stays missing; like Django's
+# incr, a bump keeps the key's expiry), then store each write whose
+# expectations hold, or else increment its fallback versions.
 # ARGV: tag ttl (ms), number of bumps, then per write: number of fallbacks,
 # number of expectations, (mode, version) pairs, ttl (ms, 0 = none), value.
 # KEYS: bumps, then per write: its fallback keys, entry key and expectation keys.
+# One MGET reads a group of keys: a script's redis.call costs about a
+# microsecond each, a Redis call from Lua more than the work it does here.
 _BUMP = """
 local tag_ttl = tonumber(ARGV[1])
 local nbump = tonumber(ARGV[2])
-local function bump(key)
-  if redis.call('EXISTS', key) == 1 then
-    redis.call('INCR', key)
-    redis.call('PEXPIRE', key, tag_ttl)
+local function mget(first, count)
+  local out = {}
+  for start = first, first + count - 1, 1000 do
+    local last = math.min(start + 999, first + count - 1)
+    local part = redis.call('MGET', unpack(KEYS, start, last))
+    for i = 1, #part do
+      out[#out + 1] = part[i]
+    end
+  end
+  return out
+end
+local function bump(first, count)
+  if count > 0 then
+    local found = mget(first, count)
+    for i = 1, count do
+      if found[i] then
+        redis.call('INCR', KEYS[first + i - 1])
+      end
+    end
   end
 end
-for i = 1, nbump do
-  bump(KEYS[i])
-end
+bump(1, nbump)
 local k = nbump + 1
 local a = 3
 local stored = 0
@@ -44,14 +62,14 @@ while a <= #ARGV do
   local entry = KEYS[k]
   local n = tonumber(ARGV[a])
   local ok = true
-  for j = 1, n do
-    local mode = ARGV[a + 2 * j - 1]
-    local version = ARGV[a + 2 * j]
-    local current = redis.call('GET', KEYS[k + j])
-    if mode == 'c' then
-      if current then ok = false end
-    elseif current ~= version then
-      ok = false
+  if n > 0 then
+    local current = mget(k + 1, n)
+    for j = 1, n do
+      if ARGV[a + 2 * j - 1] == 'c' then
+        if current[j] then ok = false end
+      elseif current[j] ~= ARGV[a + 2 * j] then
+        ok = false
+      end
     end
   end
   if ok then
@@ -68,9 +86,7 @@ while a <= #ARGV do
     end
     stored = stored + 1
   else
-    for j = 0, nfall - 1 do
-      bump(KEYS[fallback + j])
-    end
+    bump(fallback, nfall)
   end
   k = k + n + 1
   a = a + 2 * n + 3
@@ -109,6 +125,28 @@ def redis_client_for(cache: BaseCache) -> Any | None:
     return None
 
 
+def _own_connections(client: Any) -> Any | None:
+    """The client's pool if its connections can be opened outside it, else None.
+
+    A plain TCP, TLS or Unix socket connection can; Sentinel's connections (they
+    ask the pool for the master) and client-side caching proxies cannot, and go
+    through the client.
+    """
+    from redis.connection import Connection, ConnectionPool, SSLConnection, UnixDomainSocketConnection
+
+    pool = getattr(client, "connection_pool", None)
+    if not isinstance(pool, ConnectionPool) or getattr(pool, "cache", None) is not None:
+        return None
+    if pool.connection_class not in (Connection, SSLConnection, UnixDomainSocketConnection):
+        return None
+    return pool
+
+
+class _Line(threading.local):
+    connection: Any = None
+    pid = 0
+
+
 def _version(raw: Any) -> int | None:
     if raw is None:
         return None
@@ -126,6 +164,55 @@ class RedisStore(Store):
         self._ensure = client.register_script(_ENSURE)
         self._make_key = caches[alias].make_key
         self._made: dict[str, str] = {}
+        self._pool = _own_connections(client)
+        self._line = _Line()
+
+    def command(self, *args: Any) -> Any:
+        """One command on this thread's own connection to the cache's server.
+
+        Reads and bumps are most of what django-cachekit sends: on a connection
+        of its own per thread (and process) they skip the pool's checkout and
+        redis-py's per-command wrapping, about 15 µs of a 60 µs round trip. The
+        connection is opened with the pool's settings (address, database,
+        password, timeouts) and closed when the thread ends.
+        """
+        pool = self._pool
+        if pool is None:
+            return self.client.execute_command(*args)
+        from redis.exceptions import ConnectionError, ResponseError
+
+        line = self._line
+        connection = line.connection
+        if connection is None or line.pid != os.getpid():
+            # After a fork the parent's socket is left alone (the parent still uses it).
+            connection = line.connection = pool.connection_class(**pool.connection_kwargs)
+            line.pid = os.getpid()
+        packed = connection.pack_command(*args)
+        for retry in (False, True):
+            try:
+                connection.send_packed_command(packed, check_health=False)
+                return connection.read_response()
+            except ResponseError:  # the server's answer, read whole: the connection stays usable
+                raise
+            except ConnectionError:
+                # A socket the server closed while idle: one new connection, one retry.
+                # Running a bump twice is safe: versions only move forward.
+                connection.disconnect()
+                if retry:
+                    raise
+            except BaseException:
+                connection.disconnect()  # a reply left unread must not answer the next command
+                raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _script(self, script: Any, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+        from redis.exceptions import NoScriptError
+
+        try:
+            return self.command("EVALSHA", script.sha, len(keys), *keys, *args)
+        except NoScriptError:  # a restarted or flushed server: load it, run it again
+            self.command("SCRIPT", "LOAD", script.script)
+            return self.command("EVALSHA", script.sha, len(keys), *keys, *args)
 
     def _version_key(self, key: str) -> str:
         # Version keys repeat (a model's tags, "g"): remember what the cache's key function made.
@@ -140,7 +227,8 @@ class RedisStore(Store):
     def fetch(self, keys: Sequence[str], version_keys: Sequence[str]) -> tuple[list[Any], list[int | None]]:
         make_key = self._make_key
         made = self._version_key
-        raw = self.client.mget([make_key(k) for k in keys] + [made(k) for k in version_keys])
+        names = [make_key(k) for k in keys] + [made(k) for k in version_keys]
+        raw = self.command("MGET", *names) if names else []
         n = len(keys)
         return raw[:n], [_version(v) for v in raw[n:]]
 
@@ -182,7 +270,7 @@ class RedisStore(Store):
             args.extend((write.timeout * 1000 if write.timeout else 0, write.value))
         if not keys:
             return 0
-        return int(self._bump(keys=keys, args=args, client=self.client))
+        return int(self._script(self._bump, keys, args))
 
     def ttls(self, keys: Sequence[str]) -> list[float | None]:
         pipe = self.client.pipeline(transaction=False)

@@ -1,0 +1,196 @@
+"""The store contract every backend keeps: what a bump and a conditional write do.
+
+Runs on whichever cache the suite is configured with (LocMem, django-redis,
+Django's RedisCache, Memcached): the Redis script must mean what the generic
+store does.
+"""
+
+import os
+import threading
+
+import pytest
+
+from django_cachekit import core
+from django_cachekit.backends import get_store
+from django_cachekit.backends.base import Expect, Write
+from tests.conftest import CACHE, REDIS_CACHES, needs_redis
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def store():
+    return get_store("default")
+
+
+def versions(store, *keys):
+    _, found = store.fetch([], list(keys))
+    return found
+
+
+def entry(store, key):
+    found, _ = store.fetch([key], [])
+    return found[0]
+
+
+def test_bump_increments_existing_versions_and_leaves_missing_ones_missing(store):
+    a, b = store.ensure(["ck:test:a", "ck:test:b"], 600)
+    store.bump(["ck:test:a", "ck:test:b", "ck:test:missing"], 600)
+    assert versions(store, "ck:test:a", "ck:test:b", "ck:test:missing") == [a + 1, b + 1, None]
+
+
+def test_bump_keeps_the_version_keys_expiry(store):
+    (before,) = store.ensure(["ck:test:ttl"], 600)
+    store.bump(["ck:test:ttl"], 7 * 24 * 3600)
+    (ttl,) = store.ttls(["ck:test:ttl"])
+    if ttl is None:
+        pytest.skip(f"{store.describe()} does not report expiries")
+    assert 0 < ttl <= 600
+    assert versions(store, "ck:test:ttl") == [before + 1]
+
+
+def test_write_is_stored_when_its_expectations_hold(store):
+    (v,) = store.ensure(["ck:test:o"], 600)
+    write = Write(
+        "ck:test:entry",
+        b"fresh",
+        60,
+        [Expect("ck:test:o", v + 1), Expect("ck:test:new", 12345, create=True)],
+        ["ck:test:fallback"],
+    )
+    (fallback,) = store.ensure(["ck:test:fallback"], 600)
+    assert store.bump(["ck:test:o"], 600, [write]) == 1
+    assert entry(store, "ck:test:entry") == b"fresh"
+    assert versions(store, "ck:test:o", "ck:test:new", "ck:test:fallback") == [v + 1, 12345, fallback]
+
+
+@pytest.mark.parametrize("broken", ["version", "create"])
+def test_refused_write_bumps_its_fallbacks_instead(store, broken):
+    o, taken, fallback = store.ensure(["ck:test:o", "ck:test:taken", "ck:test:fallback"], 600)
+    expect = (
+        [Expect("ck:test:o", o + 5)]  # another writer bumped it in between
+        if broken == "version"
+        else [Expect("ck:test:o", o), Expect("ck:test:taken", 999, create=True)]  # the row's tag exists already
+    )
+    write = Write("ck:test:entry", b"old", 60, expect, ["ck:test:fallback", "ck:test:missing"])
+    assert store.bump([], 600, [write]) == 0
+    assert entry(store, "ck:test:entry") is None
+    assert versions(store, "ck:test:o", "ck:test:taken", "ck:test:fallback", "ck:test:missing") == [
+        o,
+        taken,
+        fallback + 1,
+        None,
+    ]
+
+
+def test_each_write_is_checked_on_its_own(store):
+    a, b = store.ensure(["ck:test:a", "ck:test:b"], 600)
+    good = Write("ck:test:good", b"good", None, [Expect("ck:test:a", a)])
+    bad = Write("ck:test:bad", b"bad", None, [Expect("ck:test:b", b + 1)])
+    assert store.bump([], 600, [bad, good]) == 1
+    assert (entry(store, "ck:test:good"), entry(store, "ck:test:bad")) == (b"good", None)
+
+
+def test_bump_of_thousands_of_tags(store):
+    # The Redis script reads versions in groups of 1,000 keys; LocMem keeps 300 keys.
+    n = 2500 if CACHE in REDIS_CACHES else 200
+    tags = [f"ck:test:many:{i}" for i in range(n)]
+    before = store.ensure(tags[::2], 600)  # every other one exists
+    store.bump(tags, 600)
+    after = versions(store, *tags)
+    assert after[::2] == [v + 1 for v in before]
+    assert after[1::2] == [None] * (n // 2)
+
+
+# Redis: reads and bumps on a connection of the store's own per thread and process.
+
+
+def own_connection(store):
+    return store._line.connection
+
+
+@needs_redis
+def test_each_thread_reads_on_its_own_connection(store):
+    keys = [f"ck:test:thread:{i}" for i in range(8)]
+    expected = store.ensure(keys, 600)
+    seen = {}
+    errors = []
+
+    def read(i):
+        try:
+            for _ in range(200):
+                assert versions(store, keys[i]) == [expected[i]]
+            seen[i] = own_connection(store)
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=read, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len({id(c) for c in seen.values()}) == 8
+
+
+@needs_redis
+def test_a_connection_the_server_closed_is_replaced_without_a_failure(store):
+    (v,) = store.ensure(["ck:test:idle"], 600)
+    assert versions(store, "ck:test:idle") == [v]
+    breaker = core.runtime().breaker
+    failures = breaker.failures
+    client_id = store.command("CLIENT", "ID")
+    store.client.client_kill_filter(_id=client_id)  # as a server's idle timeout would
+    assert versions(store, "ck:test:idle") == [v]
+    store.bump(["ck:test:idle"], 600)
+    assert versions(store, "ck:test:idle") == [v + 1]
+    assert breaker.failures == failures
+
+
+@needs_redis
+def test_bump_loads_its_script_again_after_a_script_flush(store):
+    (v,) = store.ensure(["ck:test:flushed"], 600)
+    store.client.script_flush()
+    store.bump(["ck:test:flushed"], 600)
+    assert versions(store, "ck:test:flushed") == [v + 1]
+
+
+@needs_redis
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded")
+def test_a_forked_child_opens_its_own_connection(store):
+    keys = [f"ck:test:fork:{i}" for i in range(2)]
+    parent_value, child_value = store.ensure(keys, 600)
+    assert versions(store, keys[0]) == [parent_value]  # the parent's connection is open
+    pid = os.fork()
+    if pid == 0:  # the child reads while the parent does: a shared socket would mix their replies
+        code = 1
+        try:
+            ok = all(versions(store, keys[1]) == [child_value] for _ in range(300))
+            code = 0 if ok and own_connection(store).pid == os.getpid() else 1
+        finally:
+            os._exit(code)
+    ok = all(versions(store, keys[0]) == [parent_value] for _ in range(300))
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert ok
+
+
+@needs_redis
+def test_a_pool_of_other_connections_is_used_through_the_client(store, monkeypatch):
+    from redis.connection import Connection
+
+    from django_cachekit.backends.redis import RedisStore
+
+    class Managed(Connection):  # as Sentinel's connections, which ask their pool for the master
+        pass
+
+    monkeypatch.setattr(store.client.connection_pool, "connection_class", Managed)
+    other = RedisStore("default", store.client)
+    sent = []
+    execute = store.client.execute_command
+    monkeypatch.setattr(store.client, "execute_command", lambda *a, **kw: sent.append(a[0]) or execute(*a, **kw))
+    (v,) = other.ensure(["ck:test:managed"], 600)
+    other.bump(["ck:test:managed"], 600)
+    assert versions(other, "ck:test:managed") == [v + 1]
+    assert {"EVALSHA", "MGET"} <= set(sent)
+    assert own_connection(other) is None

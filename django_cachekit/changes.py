@@ -86,7 +86,17 @@ def rows_changed(
     """Invalidate the declared and touch tags of rows that had ``before`` and now have ``after``."""
     info = meta.info(model)
     tags: dict[str, None] = {}
+    seen: set[tuple[Any, ...]] = set()
     for values in (*before, *after):
+        # Rows that kept their tagged values: their tags once (by type too: 1 and
+        # True format differently).
+        key = (*values, *map(type, values))
+        try:
+            if key in seen:
+                continue
+            seen.add(key)
+        except TypeError:  # an unhashable value (a JSON field's dict): no shortcut
+            pass
         tags.update(dict.fromkeys(_tags(info, db, values)))
     if tags:
         writes.record(connections[db], tags)

@@ -85,24 +85,53 @@ def read_tables(sql: str) -> set[str]:
     return set(read_table_list(sql))
 
 
-def _pks(sql: str, params: Any, many: bool, model: Any) -> list[Any] | None:
-    """Primary keys named by a trailing ``WHERE pk = %s`` / ``IN (...)``, else None."""
+# The trailing WHERE of statements seen: (column, table qualifier, number of
+# placeholders, "= ANY(%s)"), or None. A statement repeats (one per model and
+# shape of write) while its parameters change.
+_Tail = tuple[str, "str | None", int, bool] | None
+_tails: dict[str, _Tail] = {}
+
+
+def _tail(sql: str) -> _Tail:
+    try:
+        return _tails[sql]
+    except KeyError:
+        pass
     upper = sql.rfind(" WHERE ")
     start = upper if upper >= 0 else sql.lower().rfind(" where ")
-    if start < 0 or params is None or isinstance(params, dict):
+    match = _PK_TAIL.match(sql, start) if start >= 0 else None
+    found: _Tail = None
+    if match is not None:
+        qual = match.group("qual")
+        count = 1 if match.group("eq") or match.group("any") else match.group("list").count("%s")
+        found = (
+            _unquote(match.group("col")),
+            _unquote(qual) if qual is not None else None,
+            count,
+            bool(match.group("any")),
+        )
+    if len(sql) <= 4096:  # a long IN (...) list is rarely repeated
+        if len(_tails) >= 1024:
+            _tails.clear()
+        _tails[sql] = found
+    return found
+
+
+def _pks(sql: str, params: Any, many: bool, model: Any) -> list[Any] | None:
+    """Primary keys named by a trailing ``WHERE pk = %s`` / ``IN (...)``, else None."""
+    if params is None or isinstance(params, dict):
         return None
-    match = _PK_TAIL.match(sql, start)
-    if match is None:
+    tail = _tail(sql)
+    if tail is None:
         return None
+    column, qual, count, any_ = tail
     pk = model._meta.pk
-    qual = match.group("qual")
-    if _unquote(match.group("col")) != pk.column or (qual is not None and _unquote(qual) != model._meta.db_table):
+    if column != pk.column or (qual is not None and qual != model._meta.db_table):
         return None
-    count = 1 if match.group("eq") or match.group("any") else match.group("list").count("%s")
     found: list[Any] = []
     for param_set in params if many else (params,):
         values = list(param_set)[-count:]
-        if match.group("any"):
+        if any_:
             if len(values) != 1 or not isinstance(values[0], (list, tuple)):
                 return None
             values = list(values[0])

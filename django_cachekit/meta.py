@@ -222,6 +222,7 @@ class ModelInfo:
             size=5,
         )
         self.normalizers = rows.normalizers(self.fields)
+        self.kept_types = tuple(rows.kept_type(f) for f in self.fields)
         self._static: tuple[str, tuple[str, ...], list[str]] | None = None
         self.plain = (
             model.__init__ is models.Model.__init__
@@ -287,7 +288,7 @@ class ModelInfo:
     def saved_row(self, obj: models.Model) -> tuple[Any, ...] | None:
         if self.normalizers is None:
             return None
-        return rows.saved_row(obj, self.attnames, self.normalizers)
+        return rows.saved_row(obj, self.attnames, self.normalizers, self.kept_types)
 
     def build(
         self,

@@ -48,6 +48,10 @@ _TO_PYTHON = (
 )
 
 
+_INTEGER_FIELDS = tuple(kind for kind in _TO_PYTHON if issubclass(kind, models.IntegerField) or "Auto" in kind.__name__)
+_TEXT_FIELDS = (models.CharField, models.TextField, models.SlugField, models.EmailField, models.URLField)
+
+
 def _datetime(field: models.Field[Any, Any]) -> Normalizer:
     def normalize(value: Any) -> Any:
         value = field.to_python(value)
@@ -82,6 +86,16 @@ def _json(field: models.JSONField[Any, Any]) -> Normalizer:
     return normalize
 
 
+def _text(field: models.Field[Any, Any]) -> Normalizer:
+    def normalize(value: Any) -> Any:
+        value = field.to_python(value)
+        # A str subclass (a SafeString, say) reads back as a plain str: what is
+        # marked safe in the writer's process is not safe in every reader's.
+        return value if value is None or type(value) is str else str.__str__(value)
+
+    return normalize
+
+
 def _float(value: Any) -> Any:
     return None if value is None else float(value)
 
@@ -107,8 +121,24 @@ def normalizer(field: models.Field[Any, Any]) -> Normalizer | None:
         return _float
     if kind in (models.FileField, models.ImageField):
         return _file
+    if kind in _TEXT_FIELDS:
+        return _text(field)
     if kind in _TO_PYTHON:
         return field.to_python
+    return None
+
+
+def kept_type(field: models.Field[Any, Any]) -> type | None:
+    """The type whose values ``field`` reads back unchanged (the normalizer can be skipped), if any."""
+    kind = type(field)
+    if isinstance(field, models.ForeignKey) and kind in (models.ForeignKey, models.OneToOneField):
+        return kept_type(field.target_field)
+    if kind in _INTEGER_FIELDS:
+        return int
+    if kind in _TEXT_FIELDS:
+        return str
+    if kind is models.BooleanField:
+        return bool
     return None
 
 
@@ -119,14 +149,19 @@ def normalizers(fields: tuple[models.Field[Any, Any], ...]) -> tuple[Normalizer,
     return tuple(found)  # type: ignore[arg-type]
 
 
-def saved_row(obj: models.Model, attnames: tuple[str, ...], norms: tuple[Normalizer, ...]) -> tuple[Any, ...] | None:
+def saved_row(
+    obj: models.Model, attnames: tuple[str, ...], norms: tuple[Normalizer, ...], kept: tuple[type | None, ...]
+) -> tuple[Any, ...] | None:
     """The row ``obj`` was saved as, or None when a value is not known without a read."""
     values = obj.__dict__
     row = []
-    for name, norm in zip(attnames, norms):
+    for name, norm, plain in zip(attnames, norms, kept):
         if name not in values:  # deferred, or a generated column
             return None
         value = values[name]
+        if type(value) is plain:  # an int of an integer field, a str of a text field...: as read
+            row.append(value)
+            continue
         if isinstance(value, (Combinable, models.Expression)) or hasattr(value, "resolve_expression"):
             return None
         try:

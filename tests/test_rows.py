@@ -39,6 +39,20 @@ def test_values_are_normalised_like_a_read(queries):
     assert cached[4] == {"tuple": [1, 2], "n": 1.5}
 
 
+def test_a_value_of_a_near_type_is_normalised_too(queries):
+    from django.utils.safestring import mark_safe
+
+    article = ArticleFactory()
+    article.views = True  # a bool is an int subclass: it reads back as 1
+    article.title = mark_safe("<b>safe</b>")  # a str subclass reads back as a plain str
+    article.save()
+    with queries(0):
+        cached = cached_fields(article.pk)
+    assert cached == read_fields(article.pk)
+    assert type(cached[1]) is int and cached[1] == 1
+    assert type(cached[0]) is str
+
+
 def test_foreign_key_assigned_by_object(queries):
     article = ArticleFactory()
     author = AuthorFactory()

@@ -257,15 +257,15 @@ class RedisStore(Store):
             self.client.unlink(*(self._make_key(k) for k in keys))
 
     def bump(self, version_keys: Sequence[str], timeout: int, writes: Sequence[Write] = ()) -> int:
-        make_key = self._make_key
-        keys = [make_key(k) for k in version_keys]
+        made = self._version_key
+        keys = [made(k) for k in version_keys]
         args: list[Any] = [timeout * 1000, len(keys)]
         for write in writes:
-            keys.extend(make_key(k) for k in write.otherwise)
-            keys.append(make_key(write.key))
+            keys.extend(made(k) for k in write.otherwise)
+            keys.append(self._make_key(write.key))
             args.extend((len(write.otherwise), len(write.expect)))
             for expect in write.expect:
-                keys.append(make_key(expect.key))
+                keys.append(made(expect.key))
                 args.extend(("c" if expect.create else "v", expect.version))
             args.extend((write.timeout * 1000 if write.timeout else 0, write.value))
         if not keys:

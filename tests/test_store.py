@@ -5,8 +5,10 @@ Django's RedisCache, Memcached): the Redis script must mean what the generic
 store does.
 """
 
+import gc
 import os
 import threading
+import time
 
 import pytest
 
@@ -194,3 +196,28 @@ def test_a_pool_of_other_connections_is_used_through_the_client(store, monkeypat
     assert versions(other, "ck:test:managed") == [v + 1]
     assert {"EVALSHA", "MGET"} <= set(sent)
     assert own_connection(other) is None
+
+
+@needs_redis
+def test_a_threads_connection_closes_when_the_thread_ends(store):
+    found = {}
+
+    def work():
+        found["id"] = store.command("CLIENT", "ID")
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    thread.join()
+    del thread
+    gc.collect()
+
+    def connected():
+        listing = store.client.execute_command("CLIENT", "LIST")
+        if isinstance(listing, bytes):
+            listing = listing.decode()
+        return f"id={found['id']} " in listing
+
+    deadline = time.monotonic() + 5
+    while connected() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not connected()

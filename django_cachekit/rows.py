@@ -48,7 +48,7 @@ _TO_PYTHON = (
 )
 
 
-_INTEGER_FIELDS = tuple(kind for kind in _TO_PYTHON if issubclass(kind, models.IntegerField) or "Auto" in kind.__name__)
+_INTEGER_FIELDS = tuple(kind for kind in _TO_PYTHON if issubclass(kind, models.IntegerField))  # auto fields too
 _TEXT_FIELDS = (models.CharField, models.TextField, models.SlugField, models.EmailField, models.URLField)
 
 

@@ -10,7 +10,7 @@ from django.db import connection, models
 from django_cachekit import cached, invalidate_model
 from django_cachekit.models import cache_versions
 from tests.factories import ArticleFactory, AuthorFactory, CategoryFactory, CommentFactory, GroupFactory, TagFactory
-from tests.testapp.models import Article, Author, Category, Comment, Membership, Place, Plain, Restaurant, Tag
+from tests.testapp.models import Article, Author, Category, Comment, Membership, Place, Plain, Reply, Restaurant, Tag
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -399,6 +399,19 @@ def test_touch_changes_parent_version_but_not_its_entry(queries):
     comment.delete()
     assert article.cache_version != version
     assert other.cache_version == other_version
+
+
+def test_touch_chain_is_read_once_when_the_parent_did_not_change(queries):
+    comment = CommentFactory()
+    reply = Reply.objects.create(comment=comment, text="first")
+    article_version, comment_version = cache_versions([comment.article, comment])
+    reply = Reply.objects.cache().get(pk=reply.pk)
+    reply.text = "edited"
+    # The UPDATE, then the comment's article read once: old and new parent are the same row.
+    with queries(2):
+        reply.save()
+    new_article, new_comment = cache_versions([comment.article, comment])
+    assert new_article != article_version and new_comment != comment_version
 
 
 def test_cache_version_changes_with_row_and_m2m(queries):

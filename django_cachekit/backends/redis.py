@@ -147,6 +147,19 @@ class _Line(threading.local):
     pid = 0
 
 
+def _round_trip(connection: Any, packed: Any) -> Any:
+    from redis.exceptions import ResponseError
+
+    try:
+        connection.send_packed_command(packed, check_health=False)
+        return connection.read_response()
+    except ResponseError:  # the server's answer, read whole: the connection stays usable
+        raise
+    except BaseException:
+        connection.disconnect()  # a reply left unread must not answer the next command
+        raise
+
+
 def _version(raw: Any) -> int | None:
     if raw is None:
         return None
@@ -179,7 +192,7 @@ class RedisStore(Store):
         pool = self._pool
         if pool is None:
             return self.client.execute_command(*args)
-        from redis.exceptions import ConnectionError, ResponseError
+        from redis.exceptions import ConnectionError
 
         line = self._line
         connection = line.connection
@@ -188,22 +201,12 @@ class RedisStore(Store):
             connection = line.connection = pool.connection_class(**pool.connection_kwargs)
             line.pid = os.getpid()
         packed = connection.pack_command(*args)
-        for retry in (False, True):
-            try:
-                connection.send_packed_command(packed, check_health=False)
-                return connection.read_response()
-            except ResponseError:  # the server's answer, read whole: the connection stays usable
-                raise
-            except ConnectionError:
-                # A socket the server closed while idle: one new connection, one retry.
-                # Running a bump twice is safe: versions only move forward.
-                connection.disconnect()
-                if retry:
-                    raise
-            except BaseException:
-                connection.disconnect()  # a reply left unread must not answer the next command
-                raise
-        raise AssertionError("unreachable")  # pragma: no cover
+        try:
+            return _round_trip(connection, packed)
+        except ConnectionError:
+            # A socket the server closed while idle: one retry on a new one.
+            # Running a bump twice is safe: versions only move forward.
+            return _round_trip(connection, packed)
 
     def _script(self, script: Any, keys: Sequence[Any], args: Sequence[Any]) -> Any:
         from redis.exceptions import NoScriptError

@@ -67,6 +67,16 @@ class Comment(CachedModelMixin, models.Model):
         touch = ("article",)
 
 
+class Reply(CachedModelMixin, models.Model):
+    """Touches its comment, which touches its article: a chain of two."""
+
+    comment = models.ForeignKey(Comment, on_delete=models.CASCADE, related_name="replies")
+    text = models.TextField()
+
+    class CacheMeta:
+        touch = ("comment",)
+
+
 class Group(CachedModelMixin, models.Model):
     name = models.CharField(max_length=50)
     members = models.ManyToManyField(Author, through="Membership", related_name="groups")

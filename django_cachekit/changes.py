@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import connections, models
+from django.db.backends.base.base import BaseDatabaseWrapper
 
 from . import core, keys, meta, writes
 from .meta import KEYED_ATTR, ORIGINAL_ATTR, VERSIONS_ATTR, ModelInfo
@@ -21,7 +22,7 @@ _MAX_TOUCH_DEPTH = 8
 
 
 def current_values(info: ModelInfo, obj: models.Model) -> tuple[Any, ...]:
-    return tuple(getattr(obj, name) for name in info.watched)
+    return info.watched_values(obj)
 
 
 def remember(info: ModelInfo, objs: Iterable[models.Model]) -> None:
@@ -84,9 +85,20 @@ def rows_changed(
     model: type[models.Model], db: str, before: Iterable[tuple[Any, ...]], after: Iterable[tuple[Any, ...]]
 ) -> None:
     """Invalidate the declared and touch tags of rows that had ``before`` and now have ``after``."""
-    info = meta.info(model)
+    tags = changed_tags(meta.info(model), db, before, after)
+    if tags:
+        writes.record(connections[db], tags)
+
+
+def changed_tags(
+    info: ModelInfo, db: str, before: Iterable[tuple[Any, ...]], after: Iterable[tuple[Any, ...]]
+) -> list[str]:
+    """The declared and touch tags of rows that had ``before`` and now have ``after``."""
     tags: dict[str, None] = {}
     seen: set[tuple[Any, ...]] = set()
+    declared = info.declared_memo
+    # Declared tags depend on the values alone; touch tags read the parents' rows.
+    by_values = info.options is not None and not info.options.touch
     for values in (*before, *after):
         # Rows that kept their tagged values: their tags once (by type too: 1 and
         # True format differently).
@@ -95,11 +107,16 @@ def rows_changed(
             if key in seen:
                 continue
             seen.add(key)
+            if by_values:
+                found = declared.get(key)
+                if found is None:
+                    found = declared.remember(key, _tags(info, db, values))
+                tags.update(dict.fromkeys(found))
+                continue
         except TypeError:  # an unhashable value (a JSON field's dict): no shortcut
             pass
         tags.update(dict.fromkeys(_tags(info, db, values)))
-    if tags:
-        writes.record(connections[db], tags)
+    return list(tags)
 
 
 def instances_changed(
@@ -113,6 +130,7 @@ def instances_changed(
 
 @dataclass
 class SavePlan:
+    info: ModelInfo
     before: tuple[Any, ...] | None  # watched values before the save
     versions: core.Versions | None  # tag versions read before the save, for write-through
     # (table, pk) of a row whose old foreign-key values are known from its load;
@@ -120,36 +138,39 @@ class SavePlan:
     covered: tuple[str, Any] | None = None
 
 
-def before_save(obj: models.Model, using: str, update_fields: Iterable[str] | None, force_insert: Any) -> SavePlan:
+def before_save(
+    obj: models.Model, connection: BaseDatabaseWrapper, update_fields: Iterable[str] | None, force_insert: Any
+) -> SavePlan:
     model = type(obj)
     info = meta.info(model)
+    loaded = obj.__dict__
     old = None
     if info.watched:
-        old = obj.__dict__.get(ORIGINAL_ATTR)
+        old = loaded.get(ORIGINAL_ATTR)
         if old is None and obj.pk is not None and not force_insert:
-            row = model._base_manager.using(using).filter(pk=obj.pk).values_list(*info.watched).first()
+            row = model._base_manager.using(connection.alias).filter(pk=obj.pk).values_list(*info.watched).first()
             old = tuple(row) if row is not None else None
     versions = None
     covered = None
-    known = obj.__dict__.pop(VERSIONS_ATTR, None)
+    known = loaded.pop(VERSIONS_ATTR, None)
     if core.reading() and info.normalizers is not None and _writes_every_column(info, update_fields):
         if obj._state.adding or obj.pk is None:
             # An insert: the row's own tags must not exist yet; the others are read now.
             versions = core.versions((*info.rows_tags, keys.GLOBAL_TAG))
         else:
-            pk = info.pk_value(obj.pk)
+            pk = info.pk_of(obj)
             tags = info.object_tags(pk)
             # Versions from the read that loaded obj are as good as fresh ones: if
             # anything bumped them since, the write-through's check fails.
-            reuse = known is not None and all(t in known for t in tags)
+            reuse = known is not None and known.keys() >= set(tags)
             versions = known if reuse else core.versions(tags)
             # The foreign-key values obj was loaded with are the row's old values
             # if no write reached the row between that load and this save's flush,
             # which is what the write-through's check proves (and, when it fails,
             # the flush bumps the keyed tag instead).
-            if reuse and info.keyed and KEYED_ATTR in obj.__dict__ and not force_insert:
+            if reuse and info.keyed and KEYED_ATTR in loaded and not force_insert:
                 covered = (info.table, pk)
-    return SavePlan(old, versions, covered)
+    return SavePlan(info, old, versions, covered)
 
 
 def _writes_every_column(info: ModelInfo, update_fields: Iterable[str] | None) -> bool:
@@ -162,10 +183,12 @@ def _writes_every_column(info: ModelInfo, update_fields: Iterable[str] | None) -
 def _keyed_tags(info: ModelInfo, old: tuple[Any, ...], new: tuple[Any, ...]) -> list[str] | None:
     """Field tags of the row's old and new foreign-key values, or None if one is not an integer."""
     tags: dict[str, None] = {}
+    table = info.table
     try:
         for (_, column), before, after in zip(info.keyed, old, new):
-            tags[keys.field_tag(info.table, column, meta.keyed_value(before))] = None
-            tags[keys.field_tag(info.table, column, meta.keyed_value(after))] = None
+            tags[keys.field_tag(table, column, meta.keyed_value(before))] = None
+            if after != before or type(after) is not type(before):
+                tags[keys.field_tag(table, column, meta.keyed_value(after))] = None
     except (TypeError, ValueError):
         return None
     return list(tags)
@@ -177,19 +200,22 @@ def keyed_unknown(obj: models.Model, using: str) -> None:
     writes.record(connections[using], meta.info(type(obj)).keyed_tags)
 
 
-def after_save(obj: models.Model, using: str, plan: SavePlan, update_fields: Iterable[str] | None = None) -> None:
-    info = meta.info(type(obj))
-    connection = connections[using]
+def after_save(
+    obj: models.Model, connection: BaseDatabaseWrapper, plan: SavePlan, update_fields: Iterable[str] | None = None
+) -> None:
+    info = plan.info
+    using = connection.alias
+    loaded = obj.__dict__
+    tags: list[str] = []
     if info.watched:
-        new = current_values(info, obj)
-        rows_changed(type(obj), using, [plan.before] if plan.before is not None else [], [new])
-        obj.__dict__[ORIGINAL_ATTR] = new
+        new = info.watched_values(obj)
+        tags = changed_tags(info, using, [plan.before] if plan.before is not None else [], [new])
+        loaded[ORIGINAL_ATTR] = new
     row = info.saved_row(obj) if plan.versions is not None else None
     otherwise: tuple[str, ...] = ()
     if info.keyed:
-        loaded = obj.__dict__
         old = loaded.pop(KEYED_ATTR, None)
-        new_keyed = tuple(getattr(obj, attname) for attname, _ in info.keyed)
+        new_keyed = info.keyed_values(obj)
         if _writes_every_column(info, update_fields):
             loaded[KEYED_ATTR] = new_keyed
         if plan.covered is not None:
@@ -197,19 +223,21 @@ def after_save(obj: models.Model, using: str, plan: SavePlan, update_fields: Ite
             # which hold only if the write-through's check does; else bump it.
             found = _keyed_tags(info, old, new_keyed) if old is not None and row is not None else None
             if found is None:
-                writes.record(connection, info.keyed_tags)
+                tags += info.keyed_tags
             else:
-                writes.record(connection, found)
+                tags += found
                 otherwise = info.keyed_tags
+    if tags:
+        writes.record(connection, tags)
     if row is None:
         return
     assert plan.versions is not None
-    pk = info.pk_value(obj.pk)
-    tags = info.object_tags(pk)
+    pk = info.pk_of(obj)
+    object_tags = info.object_tags(pk)
     write = writes.WriteThrough(
         key=info.object_key(using, pk),
-        tags=tags,
-        before=tuple(plan.versions.get(t) for t in tags),
+        tags=object_tags,
+        before=tuple([plan.versions.get(t) for t in object_tags]),
         payload=row,
         timeout=info.timeout,
         target=obj,

@@ -2,11 +2,13 @@
 
 Values are read on first use and kept until Django's ``setting_changed``
 signal says ``CACHEKIT`` changed (``override_settings`` sends it), so the hot
-path does not go through ``LazySettings`` on every read.
+path does not go through ``LazySettings`` on every read: once read, a setting
+is a plain attribute of ``conf``.
 """
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Any
 
 from django.conf import settings
@@ -34,6 +36,8 @@ class Settings:
 
     def reload(self) -> None:
         self._values = None
+        for name in [n for n in vars(self) if n != "_values"]:
+            self.__dict__.pop(name, None)  # a cached property: read again on next use
 
     def _get(self, name: str) -> Any:
         values = self._values
@@ -43,51 +47,57 @@ class Settings:
             self._values = values
         return values[name]
 
-    @property
+    @cached_property
     def CACHE_ALIAS(self) -> str:
         return str(self._get("CACHE_ALIAS"))
 
-    @property
+    @cached_property
     def TIMEOUT(self) -> int | None:
         value: int | None = self._get("TIMEOUT")
         return value
 
-    @property
+    @cached_property
     def KEY_PREFIX(self) -> str:
         return str(self._get("KEY_PREFIX"))
 
-    @property
+    @cached_property
+    def KEY_BASE(self) -> str:
+        """What every key of django-cachekit starts with."""
+        key_prefix = self.KEY_PREFIX
+        return f"{key_prefix}:ck:" if key_prefix else "ck:"
+
+    @cached_property
     def VERSION(self) -> str:
         return str(self._get("VERSION"))
 
-    @property
+    @cached_property
     def ENABLED(self) -> bool:
         return bool(self._get("ENABLED"))
 
-    @property
+    @cached_property
     def TAG_TIMEOUT(self) -> int:
         tag_timeout = int(self._get("TAG_TIMEOUT"))
         timeout = self.TIMEOUT
         # A tag version must outlive the entries stamped with it, or they miss early.
         return max(tag_timeout, 2 * timeout) if timeout else tag_timeout
 
-    @property
+    @cached_property
     def COMPRESS_MIN_SIZE(self) -> int:
         return int(self._get("COMPRESS_MIN_SIZE"))
 
-    @property
+    @cached_property
     def BREAKER_THRESHOLD(self) -> int:
         return int(self._get("BREAKER_THRESHOLD"))
 
-    @property
+    @cached_property
     def BREAKER_COOLDOWN(self) -> float:
         return float(self._get("BREAKER_COOLDOWN"))
 
-    @property
+    @cached_property
     def METRICS(self) -> bool:
         return bool(self._get("METRICS"))
 
-    @property
+    @cached_property
     def METRICS_FLUSH_INTERVAL(self) -> float:
         return float(self._get("METRICS_FLUSH_INTERVAL"))
 

@@ -23,12 +23,13 @@ import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from . import keys, links, meta, writes
+from .memo import Memo
 
 logger = logging.getLogger("django_cachekit")
 
@@ -86,10 +87,9 @@ def read_tables(sql: str) -> set[str]:
 
 
 # The trailing WHERE of statements seen: (column, table qualifier, number of
-# placeholders, "= ANY(%s)"), or None. A statement repeats (one per model and
-# shape of write) while its parameters change.
+# placeholders, "= ANY(%s)"), or None.
 _Tail = tuple[str, "str | None", int, bool] | None
-_tails: dict[str, _Tail] = {}
+_tails: Memo[str, _Tail] = Memo()
 
 
 def _tail(sql: str) -> _Tail:
@@ -110,11 +110,42 @@ def _tail(sql: str) -> _Tail:
             count,
             bool(match.group("any")),
         )
-    if len(sql) <= 4096:  # a long IN (...) list is rarely repeated
-        if len(_tails) >= 1024:
-            _tails.clear()
-        _tails[sql] = found
-    return found
+    return _tails.remember(sql, found)
+
+
+class _Shape(NamedTuple):
+    """What ``write_tags`` reads from a statement's text alone."""
+
+    kind: str  # insert, upsert, update, delete, truncate, with; empty for anything else
+    table: str = ""
+    tables: tuple[str, ...] = ()  # what a TRUNCATE or a WITH ... writes
+    cascade: bool = False  # TRUNCATE ... CASCADE
+
+
+_NOT_A_WRITE = _Shape("")
+_WRITE_START = frozenset("IiUuDdTtRrWw")
+_shapes: Memo[str, _Shape] = Memo()
+
+
+def _shape(sql: str) -> _Shape:
+    try:
+        return _shapes[sql]
+    except KeyError:
+        pass
+    head = _HEAD.match(sql)
+    if head is None:
+        written = tuple(_unquote(name) for name in _ANY_WRITE.findall(sql)) if _WITH.match(sql) else ()
+        shape = _Shape("with", tables=written) if written else _NOT_A_WRITE
+    else:
+        table = _unquote(head.group("table"))
+        if head.group("truncate"):
+            names = (table, *(_unquote(n) for n in _TRUNCATE_LIST.findall(sql, head.end())))
+            shape = _Shape("truncate", table, names, bool(re.search(r"\bCASCADE\b", sql, re.I)))
+        elif head.group("insert"):
+            shape = _Shape("upsert" if _UPSERT.search(sql) else "insert", table)
+        else:
+            shape = _Shape("update" if head.group("update") else "delete", table)
+    return _shapes.remember(sql, shape)
 
 
 def _pks(sql: str, params: Any, many: bool, model: Any) -> list[Any] | None:
@@ -135,7 +166,7 @@ def _pks(sql: str, params: Any, many: bool, model: Any) -> list[Any] | None:
             if len(values) != 1 or not isinstance(values[0], (list, tuple)):
                 return None
             values = list(values[0])
-        found.extend(pk.to_python(v) for v in values)
+        found += [pk.to_python(v) for v in values]
     return found
 
 
@@ -176,26 +207,32 @@ def _db_on_delete() -> dict[str, list[tuple[str, bool]]]:
 
 def write_tags(sql: str, params: Any = None, many: bool = False) -> list[str]:
     """The tags a successful write statement invalidates (empty for reads)."""
-    head = _HEAD.match(sql)
-    if head is None:
-        if _WITH.match(sql):
-            return _whole_tables(_unquote(name) for name in _ANY_WRITE.findall(sql))
+    first = sql[:1]
+    if first.isspace():
+        first = sql.lstrip()[:1]
+    if first not in _WRITE_START:
         return []
-    table = _unquote(head.group("table"))
-    if head.group("truncate"):
-        names = [table, *(_unquote(n) for n in _TRUNCATE_LIST.findall(sql, head.end()))]
-        if re.search(r"\bCASCADE\b", sql, re.I):
+    shape = _shape(sql)
+    kind = shape.kind
+    if not kind:
+        return []
+    if kind == "with":
+        return _whole_tables(shape.tables)
+    if kind == "truncate":
+        names = list(shape.tables)
+        if shape.cascade:
             names += [child for name in names for child in _dependents(name)]
         return _whole_tables(names)
+    table = shape.table
     model = meta.table_models().get(table)
     if model is None:
         return []
     tags = [keys.model_tag(table)]
     keyed = meta.keyed_columns(table)
-    if head.group("insert"):
-        if _UPSERT.search(sql):
-            tags.append(keys.rows_tag(table))
-        elif keyed:
+    if kind == "upsert":
+        tags.append(keys.rows_tag(table))
+    if kind in ("insert", "upsert"):
+        if kind == "insert" and keyed:
             found = _inserted_field_tags(sql, params, many, table, keyed)
             if found is not None:
                 return tags + found
@@ -209,10 +246,10 @@ def write_tags(sql: str, params: Any = None, many: bool = False) -> list[str]:
     if pks is None:
         tags.append(keys.rows_tag(table))
     else:
-        tags.extend(keys.object_tag(table, pk) for pk in pks)
-    if keyed and not (head.group("update") and pks is not None and _covered(table, pks)):
+        tags += [keys.object_tag(table, pk) for pk in pks]
+    if keyed and not (kind == "update" and pks is not None and _covered(table, pks)):
         tags.append(keys.keyed_tag(table))
-    if head.group("delete"):
+    if kind == "delete":
         tags += _whole_tables(_dependents(table))
     return tags
 
@@ -251,19 +288,24 @@ def _covered(table: str, pks: list[Any]) -> bool:
     return True
 
 
-@contextmanager
-def covering(row: tuple[str, Any] | None) -> Iterator[None]:
+class covering:
     """Inside the block, an UPDATE of this one ``(table, pk)`` row leaves the keyed
     tag alone: the save running it reports the row's old and new foreign-key values."""
-    if row is None:
-        yield
-        return
-    previous = getattr(_local, "covered", None)
-    _local.covered = row
-    try:
-        yield
-    finally:
-        _local.covered = previous
+
+    __slots__ = ("previous", "row")
+
+    def __init__(self, row: tuple[str, Any] | None) -> None:
+        self.row = row
+        self.previous: tuple[str, Any] | None = None
+
+    def __enter__(self) -> None:
+        if self.row is not None:
+            self.previous = getattr(_local, "covered", None)
+            _local.covered = self.row
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.row is not None:
+            _local.covered = self.previous
 
 
 def _whole_tables(tables: Any) -> list[str]:

@@ -31,16 +31,15 @@ def safe_part(value: Any) -> str:
 
 
 def prefix() -> str:
-    key_prefix = conf.KEY_PREFIX
-    return f"{key_prefix}:ck:" if key_prefix else "ck:"
+    return conf.KEY_BASE
 
 
 def version_key(tag: str, base: str | None = None) -> str:
-    return f"{base if base is not None else prefix()}v:{tag}"
+    return f"{base if base is not None else conf.KEY_BASE}v:{tag}"
 
 
 def version_keys(tags: Iterable[str]) -> list[str]:
-    base = prefix()
+    base = conf.KEY_BASE
     return [f"{base}v:{tag}" for tag in tags]
 
 

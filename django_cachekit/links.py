@@ -18,6 +18,7 @@ from typing import Any
 from django.apps import apps
 
 from . import keys, meta
+from .memo import Memo
 
 _STATEMENT = re.compile(
     r'\s*(?P<kind>INSERT(?:\s+OR\s+\w+)?\s+INTO|DELETE\s+FROM|UPDATE)\s+(?P<table>"(?:[^"]|"")+"|`[^`]+`|[A-Za-z_]\w*)',
@@ -80,17 +81,26 @@ def _unquote(name: str) -> str:
     return name[1:-1].replace('""', '"') if name[:1] in ('"', "`") else name
 
 
+_heads: Memo[str, re.Match[str] | None] = Memo()
+
+
 def match(sql: str) -> tuple[Link, str, re.Match[str]] | None:
     """The link table a write statement changes, if any."""
     first = sql[:1]
     if first.isspace():
         first = sql.lstrip()[:1]
-    if first not in _WRITE_START or not links():
+    if first not in _WRITE_START:
         return None
-    found = _STATEMENT.match(sql)
+    known = links()
+    if not known:
+        return None
+    try:
+        found = _heads[sql]
+    except KeyError:
+        found = _heads.remember(sql, _STATEMENT.match(sql))
     if found is None:
         return None
-    link = links().get(_unquote(found.group("table")))
+    link = known.get(_unquote(found.group("table")))
     if link is None:
         return None
     return link, found.group("kind").split()[0].upper(), found

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import operator
 import string
 import threading
 from collections.abc import Callable, Iterable, Sequence
@@ -20,6 +21,7 @@ from django.db.models.signals import post_init, pre_init
 
 from . import keys, rows
 from .conf import conf
+from .memo import Memo
 
 ORIGINAL_ATTR = "_cachekit_loaded"
 # The tag versions an instance's entry was stamped with: a later save of it
@@ -50,6 +52,16 @@ class CacheOptions:
     watched: tuple[str, ...]
     # warming re-stores valid entries with less than this fraction of their timeout left
     refresh_ahead: float | None = None
+
+
+def _values_of(attnames: tuple[str, ...]) -> Callable[[models.Model], tuple[Any, ...]]:
+    """A function of an instance: the tuple of its ``attnames`` attributes."""
+    if len(attnames) > 1:
+        return operator.attrgetter(*attnames)
+    if attnames:
+        get = operator.attrgetter(attnames[0])
+        return lambda obj: (get(obj),)
+    return lambda obj: ()
 
 
 def is_cached_model(model: type[models.Model]) -> bool:
@@ -223,6 +235,11 @@ class ModelInfo:
         )
         self.normalizers = rows.normalizers(self.fields)
         self.kept_types = tuple(rows.kept_type(f) for f in self.fields)
+        self.watched_values = _values_of(self.watched)
+        self.keyed_values = _values_of(tuple(attname for attname, _ in self.keyed))
+        self._pk_type = rows.kept_type(self.pk)
+        # watched values (and their types) -> the tags they declare
+        self.declared_memo: Memo[tuple[Any, ...], list[str]] = Memo()
         self._static: tuple[str, tuple[str, ...], list[str]] | None = None
         self.plain = (
             model.__init__ is models.Model.__init__
@@ -239,6 +256,11 @@ class ModelInfo:
     def pk_value(self, value: Any) -> Any:
         """The pk as Python sees it after a round trip through the database."""
         return self.pk.to_python(value)
+
+    def pk_of(self, obj: models.Model) -> Any:
+        """``pk_value(obj.pk)``."""
+        value = getattr(obj, self.pk.attname)
+        return value if type(value) is self._pk_type else self.pk.to_python(value)
 
     def object_lookup(self, db: str, pk: Any) -> tuple[str, tuple[str, ...], list[str]]:
         """The object entry's key, the tags it may carry and their version keys.
@@ -268,7 +290,7 @@ class ModelInfo:
 
     def object_tags(self, pk: Any) -> tuple[str, ...]:
         part = keys.safe_part(pk)
-        return (*(f"o:{t}:{part}" for t in self.tables), *self.rows_tags, keys.GLOBAL_TAG)
+        return (*[f"o:{t}:{part}" for t in self.tables], *self.rows_tags, keys.GLOBAL_TAG)
 
     def lookup_tags(self, pk: Any) -> tuple[str, ...]:
         """Tags an object entry may carry: a missing row's entry also carries the

@@ -13,6 +13,8 @@ import threading
 from collections import Counter
 from collections.abc import Iterable
 
+from django.db import models
+
 from . import keys, meta
 
 EVENTS = ("hit", "miss", "stale", "corrupt", "bypass", "store", "invalidation", "error")
@@ -56,14 +58,26 @@ def record(event: str, namespace: str, n: int = 1) -> None:
     _counts()[(namespace, event)] += n
 
 
+_labels: dict[str, str] = {}  # what a tag's namespace is called in metrics: a model label or itself
+_labels_of: dict[str, type[models.Model]] | None = None  # the table_models() they were worked out with
+
+
 def by_namespace(tags: Iterable[str]) -> dict[str, tuple[str, ...]]:
     """``tags`` grouped by what they belong to: a model label, ``tags`` or ``global``."""
+    global _labels_of
     tables = meta.table_models()
+    if _labels_of is not tables:
+        _labels.clear()
+        _labels_of = tables
+    labels = _labels
     grouped: dict[str, list[str]] = {}
     for tag in tags:
         namespace = keys.tag_namespace(tag)
-        model = tables.get(namespace)
-        grouped.setdefault(model._meta.label_lower if model is not None else namespace, []).append(tag)
+        label = labels.get(namespace)
+        if label is None:
+            model = tables.get(namespace)
+            label = labels[namespace] = model._meta.label_lower if model is not None else namespace
+        grouped.setdefault(label, []).append(tag)
     return {ns: tuple(found) for ns, found in grouped.items()}
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
-from django.db import models, router
+from django.db import connections, models, router
 
 from . import changes, core, dbhook, meta, writes
 from .managers import CachedManager
@@ -46,8 +46,9 @@ class CachedModelMixin(models.Model):
         update_fields: Iterable[str] | None = None,
     ) -> None:
         using = using or router.db_for_write(self.__class__, instance=self)
-        with writes.batch(using):
-            plan = changes.before_save(self, using, update_fields, force_insert)
+        connection = connections[using]
+        with writes.batch(connection):
+            plan = changes.before_save(self, connection, update_fields, force_insert)
             try:
                 with dbhook.covering(plan.covered):
                     super().save_base(
@@ -61,7 +62,7 @@ class CachedModelMixin(models.Model):
                 if plan.covered is not None:  # the UPDATE may have run: its values go unreported
                     changes.keyed_unknown(self, using)
                 raise
-            changes.after_save(self, using, plan, update_fields)
+            changes.after_save(self, connection, plan, update_fields)
 
     @property
     def cache_key(self) -> str:

@@ -18,14 +18,15 @@ from django.db.models.sql import Query
 from django.db.models.sql.where import AND
 
 from . import dbhook, keys, meta, metrics, writes
+from .memo import Memo
 
 logger = logging.getLogger("django_cachekit")
 
-# entry key -> tables seen read beyond those named in the main SQL (aggregates over joins)
-_learned: dict[str, frozenset[str]] = {}
-# (model, shape of the steps that built a queryset) -> tables its SQL reads, and its keyed filters
-_shapes: dict[Any, Shape] = {}
 _LEARNED_MAX = 10_000
+# entry key -> tables seen read beyond those named in the main SQL (aggregates over joins)
+_learned: Memo[str, frozenset[str]] = Memo(_LEARNED_MAX)
+# (model, shape of the steps that built a queryset) -> tables its SQL reads, and its keyed filters
+_shapes: Memo[Any, Shape] = Memo(_LEARNED_MAX)
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,7 @@ def plan(
             return None
         found_shape = Shape(frozenset(dbhook.read_tables(sql)), keyed_filters(qs.query, sql))
         if shape is not None:
-            _remember(_shapes, shape, found_shape)
+            _shapes.remember(shape, found_shape)
         else:
             digest = keys.digest(repr(("sql", kind, extra, spec.tags, sql, params)))
     tables = found_shape.tables
@@ -102,7 +103,7 @@ def plan(
     extra_tables = _learned.get(key)
     if extra_tables is None and probe is not None:
         extra_tables = _probe_tables(probe, db)
-        _remember(_learned, key, extra_tables)
+        _learned.remember(key, extra_tables)
     if extra_tables:
         tables |= extra_tables
     known = meta.table_models()
@@ -180,15 +181,9 @@ def verify(plan: Plan, seen: set[str]) -> bool:
     extra = seen - plan.tables
     if not extra:
         return True
-    _remember(_learned, plan.key, _learned.get(plan.key, frozenset()) | extra)
+    _learned.remember(plan.key, _learned.get(plan.key, frozenset()) | extra)
     logger.debug("django-cachekit: %s read %s beyond its SQL; not stored this time", plan.key, sorted(extra))
     return False
-
-
-def _remember(memo: dict[Any, Any], key: Any, value: Any) -> None:
-    if len(memo) >= _LEARNED_MAX:
-        memo.clear()
-    memo[key] = value
 
 
 def _probe_tables(probe: Callable[[], QuerySet[Any]], db: str) -> frozenset[str]:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -109,15 +108,12 @@ class Level(Buffer):
         self.flush()
 
 
-_local = threading.local()
+class _Local(threading.local):
+    def __init__(self) -> None:
+        self.batches: dict[str, Buffer] = {}  # alias -> the batch of the save running on it
 
 
-def _batches() -> dict[str, Buffer]:
-    try:
-        return _local.batches  # type: ignore[no-any-return]
-    except AttributeError:
-        _local.batches = {}
-        return _local.batches  # type: ignore[no-any-return]
+_local = _Local()
 
 
 def _live_levels(connection: BaseDatabaseWrapper) -> Iterator[tuple[set[Any], Level]]:
@@ -128,7 +124,7 @@ def _live_levels(connection: BaseDatabaseWrapper) -> Iterator[tuple[set[Any], Le
 
 def current(connection: BaseDatabaseWrapper) -> Buffer | None:
     """Where writes on ``connection`` go now; None means: invalidate immediately."""
-    batch = _batches().get(connection.alias)
+    batch = _local.batches.get(connection.alias)
     if batch is not None:
         return batch
     if connection.in_atomic_block:
@@ -153,7 +149,7 @@ def record(connection: BaseDatabaseWrapper, tags: Iterable[str]) -> None:
 
 def pending(using: str) -> set[str] | None:
     """Tags written but not yet invalidated on ``using``, or None when there are none."""
-    batch = _batches().get(using)
+    batch = _local.batches.get(using)
     connection = connections[using]
     if batch is None and not connection.in_atomic_block:
         return None
@@ -164,25 +160,37 @@ def pending(using: str) -> set[str] | None:
     return found or None
 
 
-@contextmanager
-def batch(using: str) -> Iterator[Buffer | None]:
+class batch:
     """Collect the writes of one operation outside a transaction and flush them at the end.
 
     Inside a transaction this does nothing: the transaction's own buffers apply.
     If the block raises, tags are still invalidated (a statement may have been
     committed) but no entry is written through.
     """
-    batches = _batches()
-    if using in batches or connections[using].in_atomic_block:
-        yield batches.get(using)
-        return
-    buffer = Buffer()
-    batches[using] = buffer
-    try:
-        yield buffer
-    except BaseException:
-        buffer.drop_all()
-        raise
-    finally:
-        del batches[using]
-        buffer.flush()
+
+    __slots__ = ("buffer", "connection")
+
+    def __init__(self, connection: BaseDatabaseWrapper) -> None:
+        self.connection = connection
+        self.buffer: Buffer | None = None
+
+    def __enter__(self) -> Buffer | None:
+        batches = _local.batches
+        using = self.connection.alias
+        if using in batches:
+            return batches[using]
+        if self.connection.in_atomic_block:
+            return None
+        buffer = self.buffer = batches[using] = Buffer()
+        return buffer
+
+    def __exit__(self, exc_type: type[BaseException] | None, *exc_info: object) -> None:
+        buffer = self.buffer
+        if buffer is None:
+            return
+        try:
+            if exc_type is not None:
+                buffer.drop_all()
+        finally:
+            del _local.batches[self.connection.alias]
+            buffer.flush()

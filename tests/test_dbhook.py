@@ -161,3 +161,11 @@ def test_a_covered_save_leaves_the_keyed_tag_to_the_save():
 
 def test_tables_without_integer_foreign_keys_have_no_keyed_tag():
     assert write_tags('UPDATE "testapp_author" SET "name" = %s', ["x"]) == ["m:testapp_author", "r:testapp_author"]
+
+
+def test_a_repeated_statement_reads_its_own_parameters():
+    # The statement's text is analysed once; the keys come from each call's parameters.
+    sql = f'UPDATE "{A}" SET "title" = %s WHERE "{A}"."id" = %s'
+    assert write_tags(sql, ["a", 1]) == [f"m:{A}", f"o:{A}:1", K]
+    assert write_tags(sql, ["b", 2]) == [f"m:{A}", f"o:{A}:2", K]
+    assert write_tags(sql, None) == [f"m:{A}", f"r:{A}", K]

@@ -229,8 +229,8 @@ class RedisStore(Store):
 
     def fetch(self, keys: Sequence[str], version_keys: Sequence[str]) -> tuple[list[Any], list[int | None]]:
         make_key = self._make_key
-        made = self._version_key
-        names = [make_key(k) for k in keys] + [made(k) for k in version_keys]
+        made, make = self._made.get, self._version_key
+        names = [make_key(k) for k in keys] + [made(k) or make(k) for k in version_keys]
         raw = self.command("MGET", *names) if names else []
         n = len(keys)
         return raw[:n], [_version(v) for v in raw[n:]]
@@ -260,16 +260,16 @@ class RedisStore(Store):
             self.client.unlink(*(self._make_key(k) for k in keys))
 
     def bump(self, version_keys: Sequence[str], timeout: int, writes: Sequence[Write] = ()) -> int:
-        made = self._version_key
-        keys = [made(k) for k in version_keys]
+        made, make = self._made.get, self._version_key
+        keys = [made(k) or make(k) for k in version_keys]
         args: list[Any] = [timeout * 1000, len(keys)]
         for write in writes:
-            keys.extend(made(k) for k in write.otherwise)
+            keys += [made(k) or make(k) for k in write.otherwise]
             keys.append(self._make_key(write.key))
-            args.extend((len(write.otherwise), len(write.expect)))
+            args += (len(write.otherwise), len(write.expect))
             for expect in write.expect:
-                keys.append(made(expect.key))
-                args.extend(("c" if expect.create else "v", expect.version))
+                keys.append(made(expect.key) or make(expect.key))
+                args += ("c" if expect.create else "v", expect.version)
             args.extend((write.timeout * 1000 if write.timeout else 0, write.value))
         if not keys:
             return 0

@@ -1,0 +1,31 @@
+"""Bounded memos of facts derived from values that repeat."""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class Memo(dict[K, V]):
+    """A dict that forgets everything once it holds ``size`` items.
+
+    For what is worked out from values that repeat (a statement's text, a
+    query's shape) where forgetting only costs working it out again. Text keys
+    longer than ``longest`` (a statement with a long ``IN (...)`` list, rarely
+    repeated) are not kept.
+    """
+
+    def __init__(self, size: int = 1024, longest: int = 4096) -> None:
+        super().__init__()
+        self.size = size
+        self.longest = longest
+
+    def remember(self, key: K, value: V) -> V:
+        if isinstance(key, str) and len(key) > self.longest:
+            return value
+        if len(self) >= self.size:
+            self.clear()
+        self[key] = value
+        return value

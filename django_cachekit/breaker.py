@@ -30,7 +30,8 @@ class Breaker:
         return self.opened_at is not None and time.monotonic() - self.opened_at < conf.BREAKER_COOLDOWN
 
     def allow(self) -> bool:
-        return not self.is_open
+        opened_at = self.opened_at
+        return opened_at is None or time.monotonic() - opened_at >= conf.BREAKER_COOLDOWN
 
     def success(self) -> None:
         if self.failures or self.opened_at is not None:

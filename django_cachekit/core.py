@@ -287,11 +287,12 @@ def bump(tags: Sequence[str], writes: Sequence[Write] = ()) -> None:
     if not rt.breaker.allow():
         rt.breaker.lost_invalidations = True
         return
+    # One invalidation per model (or namespace) per bump, whatever the number of its tags.
+    grouped = metrics.by_namespace(tags)
     if not rt.call(rt.store.bump, keys.version_keys(tags), conf.TAG_TIMEOUT, writes)[0]:
         rt.breaker.lost_invalidations = True
         return
-    # One invalidation per model (or namespace) per bump, whatever the number of its tags.
-    for namespace, bumped in metrics.by_namespace(tags).items():
+    for namespace, bumped in grouped.items():
         metrics.record("invalidation", namespace)
         if cache_invalidated.receivers:
             signals.invalidated(namespace, bumped)

@@ -221,3 +221,22 @@ def test_a_threads_connection_closes_when_the_thread_ends(store):
     while connected() and time.monotonic() < deadline:
         time.sleep(0.01)
     assert not connected()
+
+
+@needs_redis
+@pytest.mark.parametrize("encoding", ["utf-8", "latin-1"])
+def test_commands_are_packed_as_redis_py_packs_them(encoding):
+    from redis.connection import Connection
+
+    from django_cachekit.backends.redis import _packer
+
+    connection = Connection(host="127.0.0.1", encoding=encoding)
+    args = ("EVALSHA", "f" * 40, 2, "ck:v:o:café:1", "ck:v:g", 604800000, 1.5, b"\x00\xff entry", "v")
+    assert _packer(connection)(args) == connection.pack_command(*args)
+
+
+@needs_redis
+def test_values_stored_by_a_bump_read_back_byte_for_byte(store):
+    value = bytes(range(256)) * 8 + "é".encode()
+    assert store.bump([], 600, [Write("ck:test:bytes", value, 60, [Expect("ck:test:bytes-v", 77, create=True)])]) == 1
+    assert entry(store, "ck:test:bytes") == value

@@ -144,7 +144,29 @@ def _own_connections(client: Any) -> Any | None:
 
 class _Line(threading.local):
     connection: Any = None
+    pack: Any = None
     pid = 0
+
+
+def _packer(connection: Any) -> Any:
+    """How to pack a command's arguments for ``connection``: with hiredis directly
+    when redis-py would use it and the encoding is UTF-8 (redis-py's wrapper
+    converts and checks every argument, which django-cachekit's never need),
+    else as redis-py does."""
+    import redis.connection
+
+    hiredis_packer = getattr(redis.connection, "HiredisRespSerializer", None)
+    encoder = getattr(connection, "encoder", None)
+    if (
+        hiredis_packer is not None
+        and isinstance(getattr(connection, "_command_packer", None), hiredis_packer)
+        and getattr(encoder, "encoding", "").lower().replace("-", "").replace("_", "") == "utf8"
+        and getattr(encoder, "encoding_errors", "") == "strict"
+    ):
+        from hiredis import pack_command
+
+        return lambda args: [pack_command(args)]
+    return lambda args: connection.pack_command(*args)
 
 
 def _round_trip(connection: Any, packed: Any) -> Any:
@@ -199,8 +221,9 @@ class RedisStore(Store):
         if connection is None or line.pid != os.getpid():
             # After a fork the parent's socket is left alone (the parent still uses it).
             connection = line.connection = pool.connection_class(**pool.connection_kwargs)
+            line.pack = _packer(connection)
             line.pid = os.getpid()
-        packed = connection.pack_command(*args)
+        packed = line.pack(args)
         try:
             return _round_trip(connection, packed)
         except ConnectionError:

@@ -15,6 +15,7 @@ from typing import Any
 from .conf import conf
 
 GLOBAL_TAG = "g"
+TABLE_TAG_KINDS = frozenset("mrotkf")  # tags named "<kind>:<table>[:...]"
 _SAFE = re.compile(r"[A-Za-z0-9_.\-]{1,80}\Z")
 _SAFE_TAG = re.compile(r"[A-Za-z0-9_.:\-/@]{1,160}\Z")
 
@@ -81,11 +82,3 @@ def object_tag(table: str, pk: Any) -> str:
 
 def touch_tag(table: str, pk: Any) -> str:
     return f"t:{table}:{safe_part(pk)}"
-
-
-def tag_namespace(tag: str) -> str:
-    """What a tag belongs to, for metrics: a table, ``tags`` for user tags, or ``global``."""
-    kind, _, rest = tag.partition(":")
-    if kind in ("m", "r", "o", "t", "k", "f"):
-        return rest.partition(":")[0]
-    return "global" if tag == GLOBAL_TAG else "tags"

@@ -72,7 +72,12 @@ def by_namespace(tags: Iterable[str]) -> dict[str, tuple[str, ...]]:
     labels = _labels
     grouped: dict[str, list[str]] = {}
     for tag in tags:
-        namespace = keys.tag_namespace(tag)
+        # What the tag belongs to: a table, the user's tags, or everything.
+        kind, _, rest = tag.partition(":")
+        if kind in keys.TABLE_TAG_KINDS:
+            namespace = rest.partition(":")[0]
+        else:
+            namespace = "global" if tag == keys.GLOBAL_TAG else "tags"
         label = labels.get(namespace)
         if label is None:
             model = tables.get(namespace)

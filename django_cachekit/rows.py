@@ -54,6 +54,8 @@ _TEXT_FIELDS = (models.CharField, models.TextField, models.SlugField, models.Ema
 
 def _datetime(field: models.Field[Any, Any]) -> Normalizer:
     def normalize(value: Any) -> Any:
+        if type(value) is datetime.datetime and value.tzinfo is datetime.UTC and settings.USE_TZ:
+            return value  # already as read back
         value = field.to_python(value)
         if value is None or not settings.USE_TZ:
             return value

@@ -27,7 +27,7 @@ class Breaker:
 
     @property
     def is_open(self) -> bool:
-        return self.opened_at is not None and time.monotonic() - self.opened_at < conf.BREAKER_COOLDOWN
+        return not self.allow()
 
     def allow(self) -> bool:
         opened_at = self.opened_at

@@ -93,10 +93,10 @@ _tails: Memo[str, _Tail] = Memo()
 
 
 def _tail(sql: str) -> _Tail:
-    try:
-        return _tails[sql]
-    except KeyError:
-        pass
+    return _tails.of(sql, _read_tail)
+
+
+def _read_tail(sql: str) -> _Tail:
     upper = sql.rfind(" WHERE ")
     start = upper if upper >= 0 else sql.lower().rfind(" where ")
     match = _PK_TAIL.match(sql, start) if start >= 0 else None
@@ -110,7 +110,7 @@ def _tail(sql: str) -> _Tail:
             count,
             bool(match.group("any")),
         )
-    return _tails.remember(sql, found)
+    return found
 
 
 class _Shape(NamedTuple):
@@ -127,11 +127,7 @@ _WRITE_START = frozenset("IiUuDdTtRrWw")
 _shapes: Memo[str, _Shape] = Memo()
 
 
-def _shape(sql: str) -> _Shape:
-    try:
-        return _shapes[sql]
-    except KeyError:
-        pass
+def _read_shape(sql: str) -> _Shape:
     head = _HEAD.match(sql)
     if head is None:
         written = tuple(_unquote(name) for name in _ANY_WRITE.findall(sql)) if _WITH.match(sql) else ()
@@ -145,7 +141,7 @@ def _shape(sql: str) -> _Shape:
             shape = _Shape("upsert" if _UPSERT.search(sql) else "insert", table)
         else:
             shape = _Shape("update" if head.group("update") else "delete", table)
-    return _shapes.remember(sql, shape)
+    return shape
 
 
 def _pks(sql: str, params: Any, many: bool, model: Any) -> list[Any] | None:
@@ -207,12 +203,9 @@ def _db_on_delete() -> dict[str, list[tuple[str, bool]]]:
 
 def write_tags(sql: str, params: Any = None, many: bool = False) -> list[str]:
     """The tags a successful write statement invalidates (empty for reads)."""
-    first = sql[:1]
-    if first.isspace():
-        first = sql.lstrip()[:1]
-    if first not in _WRITE_START:
+    if links.first_char(sql) not in _WRITE_START:
         return []
-    shape = _shape(sql)
+    shape = _shapes.of(sql, _read_shape)
     kind = shape.kind
     if not kind:
         return []

@@ -84,20 +84,21 @@ def _unquote(name: str) -> str:
 _heads: Memo[str, re.Match[str] | None] = Memo()
 
 
+def first_char(sql: str) -> str:
+    """The first character of a statement past any leading whitespace (a cheap
+    test of what kind of statement it may be)."""
+    first = sql[:1]
+    return sql.lstrip()[:1] if first.isspace() else first
+
+
 def match(sql: str) -> tuple[Link, str, re.Match[str]] | None:
     """The link table a write statement changes, if any."""
-    first = sql[:1]
-    if first.isspace():
-        first = sql.lstrip()[:1]
-    if first not in _WRITE_START:
+    if first_char(sql) not in _WRITE_START:
         return None
     known = links()
     if not known:
         return None
-    try:
-        found = _heads[sql]
-    except KeyError:
-        found = _heads.remember(sql, _STATEMENT.match(sql))
+    found = _heads.of(sql, _STATEMENT.match)
     if found is None:
         return None
     link = known.get(_unquote(found.group("table")))

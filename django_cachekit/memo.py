@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TypeVar
 
 K = TypeVar("K")
@@ -29,3 +30,10 @@ class Memo(dict[K, V]):
             self.clear()
         self[key] = value
         return value
+
+    def of(self, key: K, compute: Callable[[K], V]) -> V:
+        """The value remembered for ``key``, computed (and remembered) on first use."""
+        try:
+            return self[key]
+        except KeyError:
+            return self.remember(key, compute(key))

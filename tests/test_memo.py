@@ -17,3 +17,17 @@ def test_long_text_keys_are_not_kept():
     assert memo.remember("x" * 11, 1) == 1
     assert memo.remember("x" * 10, 2) == 2
     assert dict(memo) == {"x" * 10: 2}
+
+
+def test_a_value_is_computed_once_and_then_remembered():
+    computed = []
+
+    def compute(key: str) -> int:
+        computed.append(key)
+        return len(key)
+
+    memo: Memo[str, int] = Memo()
+    assert memo.of("abc", compute) == 3
+    assert memo.of("abc", compute) == 3
+    assert memo.of("de", compute) == 2
+    assert computed == ["abc", "de"]

@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 
 from django.db import connections, models, router
 
-from . import changes, core, dbhook, meta, writes
+from . import changes, core, dbhook, meta, saves, writes
 from .managers import CachedManager
 
 
@@ -63,6 +63,30 @@ class CachedModelMixin(models.Model):
                     changes.keyed_unknown(self, using)
                 raise
             changes.after_save(self, connection, plan, update_fields)
+
+    def _do_update(  # type: ignore[override]
+        self,
+        base_qs: models.QuerySet[Any],
+        using: str,
+        pk_val: Any,
+        values: Any,
+        update_fields: Any,
+        forced_update: Any,
+        *returning: Any,  # Django 6.0+: the fields to read back from the UPDATE
+    ) -> Any:
+        """Django's, with the statement made once per model and set of fields (see ``saves``)."""
+        statement = None
+        if not (returning and returning[0]) and not self._meta.select_on_save and not base_qs.query.where:
+            statement = saves.update_statement(base_qs.model, pk_val, values, connections[using])
+        if statement is None:
+            return super()._do_update(  # type: ignore[misc]
+                base_qs, using, pk_val, values, update_fields, forced_update, *returning
+            )
+        with connections[using].cursor() as cursor:
+            cursor.execute(*statement)
+            count = cursor.rowcount
+        # What Django returns: the rows updated (6.0+, nothing read back), or whether there were any.
+        return [()] * count if returning else count > 0
 
     @property
     def cache_key(self) -> str:

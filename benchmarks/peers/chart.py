@@ -132,7 +132,8 @@ def draw(document: dict[str, Any], path: Path) -> None:
     if results.get("growth"):
         growth_panels(fig.add_subplot(grid[1, 0]), fig.add_subplot(grid[1, 1]), results["growth"])
     if results.get("mixed"):
-        mixed_panel(fig.add_subplot(grid[1, 2]), results["mixed"])
+        # Without the growth panels (a run of other phases) the mixed workload takes their place.
+        mixed_panel(fig.add_subplot(grid[1, 2] if results.get("growth") else grid[1, :2]), results["mixed"])
     fig.suptitle("django-cachekit, django-cacheops and django-cachalot on the same workload", fontsize=13)
     fig.text(0.01, 0.005, footer(document), fontsize=7, va="bottom", color="#444444")
     fig.subplots_adjust(left=0.2, right=0.97, top=0.93, bottom=0.12)

@@ -5,7 +5,7 @@ from decimal import Decimal
 
 import pytest
 from django.db import DatabaseError, connection, transaction
-from django.db.models import F, sql
+from django.db.models import CharField, F, Value, sql
 from django.db.models.sql.compiler import SQLUpdateCompiler
 from django.test.utils import CaptureQueriesContext
 
@@ -43,6 +43,10 @@ def django_statement(obj, values):
     query = obj._meta.model._base_manager.using("default").filter(pk=obj.pk).query.chain(sql.UpdateQuery)
     query.add_update_fields(values)
     return query.get_compiler("default").as_sql()
+
+
+def cached_author(pk):
+    return Author.objects.cache().get(pk=pk)
 
 
 def plain(params):
@@ -132,10 +136,6 @@ def test_a_saved_row_that_was_deleted_is_inserted_again():
         author.save(force_update=True)
 
 
-def cached_author(pk):
-    return Author.objects.cache().get(pk=pk)
-
-
 def test_multi_table_inheritance_updates_both_tables():
     restaurant = Restaurant.objects.create(name="Luigi's", serves_pizza=False)
     assert Restaurant.objects.cache().get(pk=restaurant.pk).name == "Luigi's"
@@ -157,3 +157,23 @@ def test_select_on_save_goes_through_django(compiled, monkeypatch):
     assert len(compiled) == 1
     assert len(ctx.captured_queries) == 2  # Django checks the row exists first
     assert cached_author(author.pk).name == "b"
+
+
+@pytest.mark.filterwarnings("ignore:Field.get_placeholder is deprecated")  # Django 6.x on the 5.2 name
+@pytest.mark.parametrize("method", ["get_placeholder", "get_placeholder_sql"])
+def test_a_field_with_a_placeholder_of_its_own_goes_through_django(method):
+    # Django 5.2 asks get_placeholder, 6.x get_placeholder_sql: the statement is its own, not "%s".
+    kind = type("Wrapped", (CharField,), {method: lambda self, value, compiler, connection: ("UPPER(%s)", [value])})
+    field = kind(max_length=10)
+    field.set_attributes_from_name("title")
+    assert saves.update_statement(Article, 1, [(field, None, "x")], connection) is None
+
+
+def test_a_value_prepared_as_an_expression_goes_through_django():
+    kind = type("AsValue", (CharField,), {"get_db_prep_save": lambda self, value, connection: Value(value)})
+    field = kind(max_length=10)
+    field.set_attributes_from_name("title")
+    assert saves.update_statement(Article, 1, [(field, None, 7)], connection) is None
+    plain_field = CharField(max_length=10)
+    plain_field.set_attributes_from_name("title")
+    assert saves.update_statement(Article, 1, [(plain_field, None, "x")], connection) is not None

@@ -162,7 +162,8 @@ def print_growth(growth: dict[str, Any], libs: Sequence[str]) -> None:
         "of the model exist"
     )
     print(
-        f"{'library':<18}{'cached queries':>15}{'save median µs':>16}{'min µs':>9}{'max µs':>9}{'SQL/save':>9}"
+        f"{'library':<18}{'cached queries':>15}{'save median µs':>16}{'min µs':>9}{'max µs':>9}"
+        f"{'CPU µs':>9}{'SQL/save':>9}"
         f"{'bookkeeping keys':>18}{'bookkeeping KiB':>17}{'value keys':>12}{'value KiB':>11}"
     )
     for lib in libs:
@@ -174,7 +175,7 @@ def print_growth(growth: dict[str, Any], libs: Sequence[str]) -> None:
             print(
                 f"{common.LIB_LABELS[lib]:<18}{size['queries']:>15,}{fmt(size.get('save_median_us')):>16}"
                 f"{fmt(size.get('save_min_us')):>9}{fmt(size.get('save_max_us')):>9}"
-                f"{fmt(size.get('queries_per_save'), '.1f'):>9}"
+                f"{fmt(size.get('save_cpu_median_us')):>9}{fmt(size.get('queries_per_save'), '.1f'):>9}"
                 f"{mem.get('bookkeeping_keys', 0):>18,}{mem.get('bookkeeping_bytes', 0) / 1024:>17,.1f}"
                 f"{mem.get('value_keys', 0):>12,}{mem.get('value_bytes', 0) / 1024:>11,.0f}"
             )

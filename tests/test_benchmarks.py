@@ -79,6 +79,9 @@ def test_peer_runner_with_no_cache_and_cachekit(tmp_path):
     assert growth["failed"] is None
     assert [s["queries"] for s in growth["sizes"]] == [50, 200]
     assert growth["sizes"][-1]["memory"]["value_keys"] >= 200
+    # Every timed save was paired with a timed reference UPDATE.
+    for size in growth["sizes"]:
+        assert size["reference_median_us"] > 0 and size["save_per_reference"] > 0, size
     mixed = document["results"]["mixed"]["cachekit"]
     assert mixed["ops"] > 0 and mixed["hits"] > 0
     assert mixed["stale"] == 0 and mixed["errors"] == 0

@@ -79,9 +79,12 @@ def test_peer_runner_with_no_cache_and_cachekit(tmp_path):
     assert growth["failed"] is None
     assert [s["queries"] for s in growth["sizes"]] == [50, 200]
     assert growth["sizes"][-1]["memory"]["value_keys"] >= 200
-    # Every timed save was paired with a timed reference UPDATE.
+    # A block of saves ran before the first size; every timed save was paired with a timed reference UPDATE,
+    # and the SQL counted per save is the save's own UPDATE, not the category prelude's or the reference's.
+    assert growth["warmup_median_us"] > 0
     for size in growth["sizes"]:
         assert size["reference_median_us"] > 0 and size["save_per_reference"] > 0, size
+        assert size["queries_per_save"] == 1, size
     mixed = document["results"]["mixed"]["cachekit"]
     assert mixed["ops"] > 0 and mixed["hits"] > 0
     assert mixed["stale"] == 0 and mixed["errors"] == 0

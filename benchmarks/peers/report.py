@@ -170,6 +170,8 @@ def print_growth(growth: dict[str, Any], libs: Sequence[str]) -> None:
         result = growth.get(lib)
         if not result:
             continue
+        if result.get("warmup_median_us") is not None:
+            print(f"{common.LIB_LABELS[lib]:<18}{'warm-up':>15}{fmt(result['warmup_median_us']):>16}")
         for size in result["sizes"]:
             mem = size.get("memory") or {}
             print(

@@ -85,6 +85,9 @@ def test_peer_runner_with_no_cache_and_cachekit(tmp_path):
     for size in growth["sizes"]:
         assert size["reference_median_us"] > 0 and size["save_per_reference"] > 0, size
         assert size["queries_per_save"] == 1, size
+        # After each save, the re-reads of the retired queries and the reads straight from the database ran as
+        # many SELECTs at 50 cached queries as at 200: the largest size's queries of one author.
+        assert size["selects_after_each_save"] == growth["selects_before_each_save"] == 10, size
     mixed = document["results"]["mixed"]["cachekit"]
     assert mixed["ops"] > 0 and mixed["hits"] > 0
     assert mixed["stale"] == 0 and mixed["errors"] == 0

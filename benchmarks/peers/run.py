@@ -2,7 +2,7 @@
 
 Run from the repository root with any Python 3.11+ (standard library only):
 
-    python benchmarks/peers/run.py                 # everything: about 45 minutes on 2 cores
+    python benchmarks/peers/run.py                 # everything: about 35 minutes on 2 cores
     python benchmarks/peers/run.py --quick         # a smoke run on tiny sizes
 
 The same models (the example project's blog), data and operations run with no

@@ -96,6 +96,31 @@ def test_peer_runner_with_no_cache_and_cachekit(tmp_path):
     assert targets["mixed workload: zero stale reads"]["met"] is True
 
 
+def test_peer_growth_on_sqlite(tmp_path):
+    # The growth phase runs on the first database given; its reference UPDATE speaks SQLite's dialect too.
+    out = run(
+        "benchmarks/peers/run.py",
+        "--quick",
+        "--phases",
+        "growth",
+        "--libs",
+        "none,cachekit",
+        "--db",
+        "sqlite",
+        "--env",
+        "current",
+        "--no-chart",
+        "--out-dir",
+        str(tmp_path),
+    ).stdout
+    assert "== Invalidation cost as the cache grows (SQLite)" in out
+    for lib in ("none", "cachekit"):
+        growth = results_of(tmp_path)["results"]["growth"][lib]
+        assert growth["failed"] is None
+        for size in growth["sizes"]:
+            assert size["reference_median_us"] > 0 and size["queries_per_save"] == 1, (lib, size)
+
+
 def test_peer_runner_with_cacheops_and_cachalot(tmp_path):
     chart = tmp_path / "peers.png"
     out = run(

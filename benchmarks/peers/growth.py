@@ -24,11 +24,11 @@ reference: the same ``UPDATE`` of a category row through a plain psycopg
 connection of its own (no library sees it), timed right before or right after
 the save in turn. A save's time over its pair's is the drift-corrected figure;
 the median of those ratios is reported beside the raw median. Before the first
-size, one untimed block of the same writes runs: the first block of these
-writes after the data is loaded runs about a sixth faster than every later one
-(eight blocks of identical uncached saves in a row: 525 µs, then 590 to 640
-µs), so without it the first and smallest size was always timed on a faster
-server than the others.
+size, one block of the same writes runs (its median is kept as "warm-up", not
+a size): the first block of these writes after the data is loaded runs about a
+sixth faster than every later one (eight blocks of identical uncached saves in
+a row: 525 µs, then 590 to 640 µs), so without it the first and smallest size
+was always timed on a faster server than the others.
 
 What each library does on such a save:
 - django-cachekit bumps a fixed set of version keys, whatever N is;
@@ -61,9 +61,14 @@ PRELUDE_SAVES = 3
 def _reference(connection: Any, table: str, row_id: int) -> tuple[Callable[[int], int], Any]:
     """A timer of one plain ``UPDATE`` and its commit, on a connection of its own that no library hooks."""
     raw = connection.get_new_connection(connection.get_connection_params())
-    raw.autocommit = True
+    if connection.vendor == "sqlite":  # sqlite3: autocommit, and its own placeholder
+        raw.isolation_level = None
+        mark = "?"
+    else:
+        raw.autocommit = True
+        mark = "%s"
     cursor = raw.cursor()
-    sql = f"UPDATE {connection.ops.quote_name(table)} SET name = %s WHERE id = %s"
+    sql = f"UPDATE {connection.ops.quote_name(table)} SET name = {mark} WHERE id = {mark}"
 
     def timed(k: int) -> int:
         start = time.perf_counter_ns()

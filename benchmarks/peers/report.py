@@ -156,10 +156,10 @@ def print_core(db: str, core: dict[str, Any], libs: Sequence[str]) -> None:
                 print(f"FAILED {where}: {common.OP_LABELS[op]}: {result['failed']}")
 
 
-def print_growth(growth: dict[str, Any], libs: Sequence[str]) -> None:
+def print_growth(growth: dict[str, Any], libs: Sequence[str], db: str) -> None:
     print(
-        "\n== Invalidation cost as the cache grows (PostgreSQL): one save while N distinct cached queries "
-        "of the model exist"
+        f"\n== Invalidation cost as the cache grows ({common.DB_LABELS[db]}): one save while N distinct cached "
+        "queries of the model exist"
     )
     print(
         f"{'library':<18}{'cached queries':>15}{'save median µs':>16}{'min µs':>9}{'max µs':>9}"

@@ -293,7 +293,7 @@ class Runner:
             result = self.worker(lib, self.heavy_db, "growth", extra)
             if result is not None:
                 self.results["growth"][lib] = result["result"]
-        report.print_growth(self.results["growth"], self.args.libs)
+        report.print_growth(self.results["growth"], self.args.libs, self.heavy_db)
 
     def mixed(self) -> None:
         seconds = self.args.seconds or (common.QUICK_MIXED_SECONDS if self.quick else common.MIXED_SECONDS)

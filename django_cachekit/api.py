@@ -66,33 +66,57 @@ def invalidate_all(using: str | None = None) -> None:
     _record([keys.GLOBAL_TAG], using)
 
 
-def invalidate_pattern(pattern: str) -> int:
-    """Delete entries whose ``cached(key=...)`` name, or tags whose name, match a glob.
+def invalidate_pattern(pattern: str, using: str | None = None) -> int:
+    """Retire the entries whose ``cached(key=...)`` name, or one of whose tags, matches a glob.
 
-    Needs Redis (SCAN and UNLINK); other backends raise ``PatternUnsupported``.
-    Returns how many keys were deleted.
+    The matching names' and tags' versions are bumped, like ``invalidate_tags``:
+    a reader that computed before the call never has its entry served. Inside
+    ``transaction.atomic`` on ``using`` the bump waits for the commit, and the
+    glob is matched again then, so a name first stored in between is retired
+    too; a rollback retires nothing. Needs Redis (SCAN); other backends raise
+    ``PatternUnsupported``, inside a transaction too. Returns how many names
+    and tags matched (inside a transaction: at the call).
     """
     if not isinstance(pattern, str) or not pattern or any(c.isspace() for c in pattern):
         raise ValueError(f"invalidate_pattern() takes a non-empty glob without spaces, not {pattern!r}.")
+    found = _matching_tags(pattern)  # at the call: a backend without SCAN fails here, not at commit
+    sent_at_once: list[bool] = []
+
+    def resolve() -> list[str]:
+        if registering:  # sent now: what was just found
+            sent_at_once.append(True)
+            return found
+        return _matching_at_commit(pattern)
+
+    connection = connections[using or DEFAULT_DB_ALIAS]
+    registering = True
+    writes.record_resolved(connection, resolve)
+    registering = False
+    if not sent_at_once:
+        # Until the commit, this transaction's own reads of these entries bypass the cache.
+        writes.record(connection, found)
+    return len(found)
+
+
+def _matching_tags(pattern: str) -> list[str]:
+    """The tags with a version whose names match ``pattern``: ``cached(key=...)`` names and user tags."""
     store = core.runtime().store
-    base = keys.prefix()
-    deleted = store.delete_pattern(f"{base}{_function_schema()}:k:{pattern}")
-    deleted += store.delete_pattern(f"{base}v:u:{pattern}")
-    return deleted
+    names = store.match_tags(keys.call_tag(f"{keys.prefix()}{_function_schema()}:k:{pattern}"))
+    return [*names, *store.match_tags(f"u:{pattern}")]
+
+
+def _matching_at_commit(pattern: str) -> list[str]:
+    # A commit must not fail for the cache: if the glob cannot be matched, every entry is retired instead.
+    rt = core.runtime()
+    ok, found = rt.call(_matching_tags, pattern)
+    if not ok or found is None:
+        rt.breaker.lost_invalidations = True
+        return []
+    return found
 
 
 def _function_schema() -> str:
     return keys.digest(f"functions:{conf.VERSION}", size=5)
-
-
-def _stable(value: Any) -> Any:
-    if isinstance(value, models.Model):
-        return (value._meta.label_lower, value.pk)
-    if isinstance(value, (list, tuple)):
-        return type(value).__name__, tuple(_stable(v) for v in value)
-    if isinstance(value, dict):
-        return tuple(sorted((repr(k), _stable(v)) for k, v in value.items()))
-    return value
 
 
 def _depends_tags(depends_on: Iterable[Any]) -> list[str]:
@@ -150,7 +174,8 @@ def cached(
             bound = signature.bind(*args, **kwargs)
             bound.apply_defaults()
             if key is None:
-                described = repr((name, tuple((k, _stable(v)) for k, v in bound.arguments.items())))
+                # Raises keys.Unencodable for an argument without an exact encoding: such a call has no key.
+                described = keys.exact((name, tuple(bound.arguments.items())))
                 return f"{keys.prefix()}{_function_schema()}:f:{keys.digest(described)}"
             given = key(*args, **kwargs) if callable(key) else key.format(**bound.arguments)
             if not isinstance(given, str) or not given:
@@ -164,11 +189,16 @@ def cached(
                 return func(*args, **kwargs)
             if dep_tags is None:
                 dep_tags = _depends_tags(depends_on)
+            try:
+                entry = entry_key(args, kwargs)
+            except keys.Unencodable:
+                metrics.record("bypass", name)
+                return func(*args, **kwargs)
             user = keys.user_tags(tags(*args, **kwargs)) if callable(tags) else static_tags
-            entry_tags = (*dep_tags, *user, keys.GLOBAL_TAG)
+            # The call's own tag: invalidate() bumps it, so a reader that computed before never gets served.
+            entry_tags = (keys.call_tag(entry), *dep_tags, *user, keys.GLOBAL_TAG)
             if _written_here(entry_tags):
                 return func(*args, **kwargs)
-            entry = entry_key(args, kwargs)
             hit, payload, versions = core.lookup(entry, entry_tags, name)
             if hit:
                 return payload
@@ -179,8 +209,12 @@ def cached(
             return value
 
         def invalidate(*args: Any, **kwargs: Any) -> None:
-            entry = entry_key(args, kwargs)
-            core.delete([entry])
+            """Retire this call's entry (inside ``transaction.atomic``: when it commits)."""
+            try:
+                entry = entry_key(args, kwargs)
+            except keys.Unencodable:  # such a call is never stored
+                return
+            _record([keys.call_tag(entry)], None)
             metrics.record("invalidation", name)
             if signals.cache_invalidated.receivers:
                 signals.invalidated(name, key=entry)

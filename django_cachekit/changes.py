@@ -136,6 +136,10 @@ class SavePlan:
     # (table, pk) of a row whose old foreign-key values are known from its load;
     # the save then reports them instead of bumping the table's keyed tag.
     covered: tuple[str, Any] | None = None
+    # The watched values before the UPDATE and the declared and touch tags they
+    # change, worked out before the statement so they can be marked first.
+    early: tuple[tuple[Any, ...], list[str]] | None = None
+    marks: list[str] | None = None  # what the save is expected to bump
 
 
 def before_save(
@@ -170,7 +174,26 @@ def before_save(
             # the flush bumps the keyed tag instead).
             if reuse and info.keyed and KEYED_ATTR in loaded and not force_insert:
                 covered = (info.table, pk)
-    return SavePlan(info, old, versions, covered)
+    plan = SavePlan(info, old, versions, covered)
+    if obj.pk is not None and not obj._state.adding and not force_insert:
+        plan.marks = _expected_tags(plan, obj, connection.alias)
+    return plan
+
+
+def _expected_tags(plan: SavePlan, obj: models.Model, db: str) -> list[str]:
+    """What saving an existing row will bump, as far as it is known before its UPDATE."""
+    info = plan.info
+    pk = info.pk_of(obj)
+    tags = [*info.model_tags, *(keys.object_tag(table, pk) for table in info.tables)]
+    if info.keyed:
+        old = obj.__dict__.get(KEYED_ATTR)
+        found = _keyed_tags(info, old, info.keyed_values(obj)) if plan.covered is not None and old else None
+        tags += info.keyed_tags if found is None else found
+    if info.watched:
+        values = info.watched_values(obj)
+        plan.early = (values, changed_tags(info, db, [plan.before] if plan.before is not None else [], [values]))
+        tags += plan.early[1]
+    return tags
 
 
 def _writes_every_column(info: ModelInfo, update_fields: Iterable[str] | None) -> bool:
@@ -209,7 +232,11 @@ def after_save(
     tags: list[str] = []
     if info.watched:
         new = info.watched_values(obj)
-        tags = changed_tags(info, using, [plan.before] if plan.before is not None else [], [new])
+        early = plan.early
+        if early is not None and early[0] == new and tuple(map(type, early[0])) == tuple(map(type, new)):
+            tags = list(early[1])
+        else:  # the save changed a watched value (pre_save, auto_now...)
+            tags = changed_tags(info, using, [plan.before] if plan.before is not None else [], [new])
         loaded[ORIGINAL_ATTR] = new
     row = info.saved_row(obj) if plan.versions is not None else None
     otherwise: tuple[str, ...] = ()

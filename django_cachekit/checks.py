@@ -51,6 +51,11 @@ _SETTING_RULES: dict[str, tuple[str, Callable[[Any], bool], str]] = {
         lambda v: (_is_int(v) or isinstance(v, float)) and v > 0,
         "a positive number of seconds",
     ),
+    "WRITE_MARK_TIMEOUT": (
+        "django_cachekit.E027",
+        lambda v: (_is_int(v) or isinstance(v, float)) and 0 < v <= 600,
+        "a positive number of seconds, at most 600",
+    ),
     "METRICS": ("django_cachekit.E012", lambda v: isinstance(v, bool), "True or False"),
     "METRICS_FLUSH_INTERVAL": (
         "django_cachekit.E013",
@@ -118,3 +123,120 @@ def check_models(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) 
         except CacheMetaError as exc:
             errors.append(Error(str(exc), hint=exc.hint, obj=model, id=exc.check_id))
     return errors
+
+
+def _replica_errors(replicas: dict[Any, Any], databases: dict[str, Any]) -> list[CheckMessage]:
+    errors: list[CheckMessage] = []
+    known = sorted(databases)
+    for replica, primary in replicas.items():
+        if not isinstance(replica, str) or replica not in databases:
+            errors.append(
+                Error(
+                    f"CACHEKIT['REPLICAS'] names the replica {replica!r}, which is not in DATABASES.",
+                    hint=f"Use one of {known!r}.",
+                    id="django_cachekit.E015",
+                )
+            )
+            continue
+        if not isinstance(primary, str) or primary not in databases:
+            errors.append(
+                Error(
+                    f"CACHEKIT['REPLICAS'][{replica!r}] is {primary!r}, which is not in DATABASES.",
+                    hint=f"Map each replica to its primary's alias, one of {known!r}.",
+                    id="django_cachekit.E016",
+                )
+            )
+        elif primary == replica:
+            errors.append(
+                Error(
+                    f"CACHEKIT['REPLICAS'] maps {replica!r} to itself.",
+                    hint="Remove it: an alias that is its own primary is not a replica.",
+                    id="django_cachekit.E017",
+                )
+            )
+        elif primary in replicas:
+            errors.append(
+                Error(
+                    f"CACHEKIT['REPLICAS'][{replica!r}] is {primary!r}, which is itself listed as a replica.",
+                    hint=f"Map {replica!r} to the primary that {primary!r} replicates.",
+                    id="django_cachekit.E018",
+                )
+            )
+        elif databases[replica].get("ENGINE") != databases[primary].get("ENGINE"):
+            errors.append(
+                Error(
+                    f"CACHEKIT['REPLICAS'] maps {replica!r} (ENGINE {databases[replica].get('ENGINE')!r}) to "
+                    f"{primary!r} (ENGINE {databases[primary].get('ENGINE')!r}).",
+                    hint="A replica is a copy of its primary: both aliases must use the same database engine.",
+                    id="django_cachekit.E019",
+                )
+            )
+    return errors
+
+
+@register(Tags.caches)
+def check_replicas(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) -> list[CheckMessage]:
+    """``CACHEKIT["REPLICAS"]``: replica aliases mapped to their primary's, all in ``DATABASES``."""
+    options = getattr(settings, "CACHEKIT", {})
+    if not isinstance(options, dict) or "REPLICAS" not in options:
+        return []
+    replicas = options["REPLICAS"]
+    if not isinstance(replicas, dict):
+        return [
+            Error(
+                f"CACHEKIT['REPLICAS'] must be a dict of replica alias to primary alias, not {replicas!r}.",
+                hint="For example {'replica': 'default'}.",
+                id="django_cachekit.E014",
+            )
+        ]
+    return _replica_errors(replicas, settings.DATABASES)
+
+
+def _cache_backend(alias: str) -> type[Any] | None:
+    """The backend class of the cache ``alias``; None when Django's own checks will say what is wrong."""
+    from django.utils.module_loading import import_string
+
+    try:
+        backend = import_string(settings.CACHES[alias]["BACKEND"])
+    except (ImportError, KeyError, TypeError):
+        return None
+    return backend if isinstance(backend, type) else None
+
+
+@register(Tags.caches)
+def check_cache_backend(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) -> list[CheckMessage]:
+    """The cache django-cachekit uses must see every process's invalidations, atomically."""
+    from django.core.cache.backends.db import BaseDatabaseCache
+    from django.core.cache.backends.filebased import FileBasedCache
+    from django.core.cache.backends.locmem import LocMemCache
+
+    options = getattr(settings, "CACHEKIT", {})
+    alias = options.get("CACHE_ALIAS", DEFAULTS["CACHE_ALIAS"]) if isinstance(options, dict) else None
+    if not isinstance(alias, str) or alias not in settings.CACHES:
+        return []  # E001-E003 say why
+    backend = _cache_backend(alias)
+    if backend is None:
+        return []
+    name = f"{backend.__module__}.{backend.__qualname__}"
+    if issubclass(backend, (BaseDatabaseCache, FileBasedCache)):
+        return [
+            Error(
+                f"The cache {alias!r} (CACHEKIT['CACHE_ALIAS']) uses {name}, whose incr() is a get then a set: "
+                "concurrent invalidations are lost and stale entries stay valid.",
+                hint="Give django-cachekit a Redis cache (django-redis, or django.core.cache.backends.redis."
+                "RedisCache) or a Memcached one.",
+                id="django_cachekit.E030",
+            )
+        ]
+    if issubclass(backend, LocMemCache) and not settings.DEBUG:
+        return [
+            Warning(
+                f"The cache {alias!r} (CACHEKIT['CACHE_ALIAS']) uses {name}, which lives inside one process: "
+                "writes made by another process (another server worker, a management command, a task) never "
+                "invalidate its entries.",
+                hint="Use Redis or Memcached where more than one process writes; LocMem suits development and "
+                "tests run in one process.",
+                id="django_cachekit.W002",
+            )
+        ]
+    return []

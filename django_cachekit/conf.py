@@ -12,6 +12,7 @@ from functools import cached_property
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 
 DEFAULTS: dict[str, Any] = {
     "CACHE_ALIAS": "default",
@@ -23,8 +24,10 @@ DEFAULTS: dict[str, Any] = {
     "COMPRESS_MIN_SIZE": 1024 * 1024,
     "BREAKER_THRESHOLD": 5,
     "BREAKER_COOLDOWN": 10.0,
+    "WRITE_MARK_TIMEOUT": 5.0,
     "METRICS": True,
     "METRICS_FLUSH_INTERVAL": 10.0,
+    "REPLICAS": {},
 }
 
 
@@ -94,12 +97,26 @@ class Settings:
         return float(self._get("BREAKER_COOLDOWN"))
 
     @cached_property
+    def WRITE_MARK_TIMEOUT(self) -> float:
+        return float(self._get("WRITE_MARK_TIMEOUT"))
+
+    @cached_property
     def METRICS(self) -> bool:
         return bool(self._get("METRICS"))
 
     @cached_property
     def METRICS_FLUSH_INTERVAL(self) -> float:
         return float(self._get("METRICS_FLUSH_INTERVAL"))
+
+    @cached_property
+    def REPLICAS(self) -> dict[str, str]:
+        """Database alias of each replica -> alias of its primary."""
+        value = self._get("REPLICAS")
+        if not isinstance(value, dict):
+            raise ImproperlyConfigured(
+                f"CACHEKIT['REPLICAS'] must be a dict of replica alias to primary alias, not {value!r}."
+            )
+        return {str(replica): str(primary) for replica, primary in value.items()}
 
 
 conf = Settings()

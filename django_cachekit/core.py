@@ -5,6 +5,7 @@ stamped with the versions read before the database was queried, bump tags.
 from __future__ import annotations
 
 import logging
+import secrets
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -73,6 +74,8 @@ class Runtime:
     def __init__(self, alias: str) -> None:
         self.alias = alias
         self.breaker = Breaker()
+        # Marks whose lifting failed (their bump was lost): lifted when the cache is back.
+        self.unlifted: list[tuple[str, list[str]]] = []
 
     @property
     def store(self) -> Store:
@@ -98,7 +101,19 @@ class Runtime:
             if not self.call(self.store.bump, keys.version_keys([keys.GLOBAL_TAG]), conf.TAG_TIMEOUT)[0]:
                 return False
             breaker.lost_invalidations = False
+            # Every entry is retired now: what those writers marked may be read again.
+            while self.unlifted:
+                token, mark_keys = self.unlifted.pop()
+                if not self.call(self.store.unmark, mark_keys, token)[0]:
+                    self.unlifted.append((token, mark_keys))
+                    return False
         return True
+
+    def lost(self, unmark: tuple[str, list[str]] | None) -> None:
+        """A bump could not be sent: retire everything before the cache is trusted again."""
+        self.breaker.lost_invalidations = True
+        if unmark is not None and len(self.unlifted) < 1000:
+            self.unlifted.append(unmark)
 
 
 _runtimes: dict[str, Runtime] = {}
@@ -165,10 +180,16 @@ def lookup(
         return False, None, None
     if vkeys is None:
         vkeys = keys.version_keys(tags)
-    _, fetched = rt.call(rt.store.fetch, [key], vkeys)
+    needed = tags if required is None else tags[:required]
+    _, fetched = rt.call(rt.store.fetch, [key], vkeys, keys.mark_keys(needed))
     if fetched is None:
         return False, None, None
-    entries, found = fetched
+    entries, found, marks = fetched
+    if True in marks:
+        # A write of one of its tags is being committed: neither the entry nor
+        # what the database returns now may be trusted past the commit.
+        metrics.record("bypass", namespace)
+        return False, None, None
     versions: Versions = {t: v for t, v in zip(tags, found) if v is not None}
     # An entry may carry fewer tags than were fetched, so a missing version
     # only matters when the entry needs it.
@@ -190,10 +211,13 @@ def lookup_many(items: Sequence[tuple[str, Sequence[str]]], namespace: str, requ
         return [(False, None, None)] * len(items)
     all_tags = list(dict.fromkeys(tag for _, tags in items for tag in tags))
     vkeys = keys.version_keys(all_tags)
-    _, fetched = rt.call(rt.store.fetch, [key for key, _ in items], vkeys)
+    _, fetched = rt.call(rt.store.fetch, [key for key, _ in items], vkeys, keys.mark_keys(all_tags))
     if fetched is None:
         return [(False, None, None)] * len(items)
-    entries, found = fetched
+    entries, found, marks = fetched
+    if True in marks:  # see lookup()
+        metrics.record("bypass", namespace, len(items))
+        return [(False, None, None)] * len(items)
     versions: Versions | None = {t: v for t, v in zip(all_tags, found) if v is not None}
     results = [
         _validate(raw, tuple(tags[:required]), versions, namespace, key)  # type: ignore[arg-type]
@@ -223,8 +247,8 @@ def versions(tags: Sequence[str]) -> Versions | None:
     if not rt.usable():
         return None
     vkeys = keys.version_keys(tags)
-    _, fetched = rt.call(rt.store.fetch, [], vkeys)
-    if fetched is None:
+    _, fetched = rt.call(rt.store.fetch, [], vkeys, keys.mark_keys(tags))
+    if fetched is None or True in fetched[2]:
         return None
     found = fetched[1]
     if None in found:
@@ -279,18 +303,50 @@ def delete(keys_: Sequence[str]) -> None:
         rt.call(rt.store.delete_many, keys_)
 
 
-def bump(tags: Sequence[str], writes: Sequence[Write] = ()) -> None:
-    """Invalidate ``tags`` now, then store ``writes`` whose expectations hold."""
-    if not tags and not writes:
+def new_token() -> str:
+    """A writer's name for its marks (see ``mark``)."""
+    return secrets.token_hex(8)
+
+
+def mark(tags: Sequence[str], token: str, wait: bool = True) -> None:
+    """Say that a write of ``tags`` is about to be committed, before it is.
+
+    Until the bump that follows the commit lifts it (or ``WRITE_MARK_TIMEOUT``
+    passes, for a writer that died), readers of these tags in every process
+    neither serve entries nor store what they read: without it, between the
+    commit and the bump, another process could still be served the old row.
+    A mark that may not have been set (the cache timed out) is lifted like one
+    that was: a server that only paused may still apply it. With
+    ``wait=False`` the marks may be sent without waiting for the reply:
+    ``settle()`` must then be called before what they protect is written.
+    """
+    if not tags:
         return
     rt = runtime()
+    if rt.breaker.allow():
+        rt.call(rt.store.mark, keys.mark_keys(tags), token, conf.WRITE_MARK_TIMEOUT, wait)
+
+
+def settle() -> None:
+    """Wait until the marks sent by ``mark(wait=False)`` are set."""
+    rt = runtime()
+    rt.call(rt.store.settle)
+
+
+def bump(tags: Sequence[str], writes: Sequence[Write] = (), unmark: tuple[str, Sequence[str]] | None = None) -> None:
+    """Invalidate ``tags`` now, then store ``writes`` whose expectations hold,
+    then lift the marks of ``unmark`` (a token and the tags it marked)."""
+    if not tags and not writes and unmark is None:
+        return
+    rt = runtime()
+    lifted = (unmark[0], keys.mark_keys(unmark[1])) if unmark is not None else None
     if not rt.breaker.allow():
-        rt.breaker.lost_invalidations = True
+        rt.lost(lifted)
         return
     # One invalidation per model (or namespace) per bump, whatever the number of its tags.
     grouped = metrics.by_namespace(tags)
-    if not rt.call(rt.store.bump, keys.version_keys(tags), conf.TAG_TIMEOUT, writes)[0]:
-        rt.breaker.lost_invalidations = True
+    if not rt.call(rt.store.bump, keys.version_keys(tags), conf.TAG_TIMEOUT, writes, lifted)[0]:
+        rt.lost(lifted)
         return
     for namespace, bumped in grouped.items():
         metrics.record("invalidation", namespace)

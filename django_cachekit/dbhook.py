@@ -23,31 +23,20 @@ import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, NamedTuple
+from typing import Any
 
 from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from . import keys, links, meta, writes
+from . import keys, links, meta, sessions, statements, writes
 from .memo import Memo
+from .statements import Statement
 
 logger = logging.getLogger("django_cachekit")
 
 _IDENT = r'(?:"(?:[^"]|"")+"|`[^`]+`|\[[^\]]+\]|[A-Za-z_][\w$]*)'
 _QNAME = rf"{_IDENT}(?:\s*\.\s*{_IDENT})*"
-_HEAD = re.compile(
-    rf"\s*(?:(?P<insert>INSERT(?:\s+OR\s+\w+)?\s+INTO|REPLACE\s+INTO)|(?P<update>UPDATE(?:\s+OR\s+\w+)?)"
-    rf"|(?P<delete>DELETE\s+FROM)|(?P<truncate>TRUNCATE(?:\s+TABLE)?))\s+(?:ONLY\s+)?(?P<table>{_QNAME})",
-    re.I,
-)
-_WITH = re.compile(r"\s*WITH\b", re.I)
-_ANY_WRITE = re.compile(rf"\b(?:INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+(?:ONLY\s+)?({_QNAME})", re.I)
-_TRUNCATE_LIST = re.compile(rf"\s*,\s*(?:ONLY\s+)?({_QNAME})")
-# An insert that may change existing rows (not ON CONFLICT DO NOTHING / INSERT OR IGNORE).
-_UPSERT = re.compile(
-    r"\bON\s+CONFLICT\b.*\bDO\s+UPDATE\b|\bON\s+DUPLICATE\s+KEY\b|^\s*(?:REPLACE|INSERT\s+OR\s+REPLACE)\b",
-    re.I | re.S,
-)
+
 _PK_TAIL = re.compile(
     rf"\s+WHERE\s+(?:(?P<qual>{_IDENT})\s*\.\s*)?(?P<col>{_IDENT})\s*"
     r"(?:(?P<eq>=\s*%s)|(?P<any>=\s*ANY\s*\(\s*%s\s*\))|IN\s*\((?P<list>\s*%s(?:\s*,\s*%s)*\s*)\))"
@@ -64,16 +53,7 @@ _INSERT_VALUES = re.compile(
     re.I,
 )
 _COLUMN_SPLIT = re.compile(r"\s*,\s*")
-
-
-_DOT = re.compile(r"\s*\.\s*(?=[\"`\[A-Za-z_])")
-
-
-def _unquote(name: str) -> str:
-    last = _DOT.split(name)[-1] if "." in name else name
-    if last[:1] in ('"', "`", "["):
-        return last[1:-1].replace('""', '"')
-    return last
+_unquote = statements.unquote
 
 
 def read_table_list(sql: str) -> list[str]:
@@ -113,35 +93,10 @@ def _read_tail(sql: str) -> _Tail:
     return found
 
 
-class _Shape(NamedTuple):
-    """What ``write_tags`` reads from a statement's text alone."""
-
-    kind: str  # insert, upsert, update, delete, truncate, with; empty for anything else
-    table: str = ""
-    tables: tuple[str, ...] = ()  # what a TRUNCATE or a WITH ... writes
-    cascade: bool = False  # TRUNCATE ... CASCADE
-
-
-_NOT_A_WRITE = _Shape("")
-_WRITE_START = frozenset("IiUuDdTtRrWw")
-_shapes: Memo[str, _Shape] = Memo()
-
-
-def _read_shape(sql: str) -> _Shape:
-    head = _HEAD.match(sql)
-    if head is None:
-        written = tuple(_unquote(name) for name in _ANY_WRITE.findall(sql)) if _WITH.match(sql) else ()
-        shape = _Shape("with", tables=written) if written else _NOT_A_WRITE
-    else:
-        table = _unquote(head.group("table"))
-        if head.group("truncate"):
-            names = (table, *(_unquote(n) for n in _TRUNCATE_LIST.findall(sql, head.end())))
-            shape = _Shape("truncate", table, names, bool(re.search(r"\bCASCADE\b", sql, re.I)))
-        elif head.group("insert"):
-            shape = _Shape("upsert" if _UPSERT.search(sql) else "insert", table)
-        else:
-            shape = _Shape("update" if head.group("update") else "delete", table)
-    return shape
+# First characters of statements that may write: the rest (SET, SHOW, VALUES, ...) are skipped unread.
+_WRITE_START = frozenset("IiUuDdTtRrWwMmCcLlAaEe(/-#")
+_SELECT_START = frozenset("Ss")
+_ROW_KINDS = frozenset({"insert", "upsert", "update", "delete"})
 
 
 def _pks(sql: str, params: Any, many: bool, model: Any) -> list[Any] | None:
@@ -153,7 +108,7 @@ def _pks(sql: str, params: Any, many: bool, model: Any) -> list[Any] | None:
         return None
     column, qual, count, any_ = tail
     pk = model._meta.pk
-    if column != pk.column or (qual is not None and qual != model._meta.db_table):
+    if column.lower() != pk.column.lower() or (qual is not None and qual.lower() != model._meta.db_table.lower()):
         return None
     found: list[Any] = []
     for param_set in params if many else (params,):
@@ -203,37 +158,96 @@ def _db_on_delete() -> dict[str, list[tuple[str, bool]]]:
 
 def write_tags(sql: str, params: Any = None, many: bool = False) -> list[str]:
     """The tags a successful write statement invalidates (empty for reads)."""
-    if links.first_char(sql) not in _WRITE_START:
+    first = statements.first_char(sql)
+    if first not in _WRITE_START:
+        if first in _SELECT_START:
+            return _select_tags(sql, params, many)
+        if ";" not in sql:
+            return []
+    return _statement_tags(statements.read(sql), sql, params, many)
+
+
+def _select_tags(sql: str, params: Any, many: bool) -> list[str]:
+    """A SELECT writes only through ``INTO`` or a function that writes: plain reads are not read further."""
+    if not sessions.writers_for(sql) and "NTO" not in sql and "nto" not in sql and ";" not in sql:
         return []
-    shape = _shapes.of(sql, _read_shape)
-    kind = shape.kind
+    return _statement_tags(statements.read(sql), sql, params, many)
+
+
+def _statement_tags(statement: Statement, sql: str, params: Any, many: bool) -> list[str]:
+    kind = statement.kind
     if not kind:
         return []
-    if kind == "with":
-        return _whole_tables(shape.tables)
-    if kind == "truncate":
-        names = list(shape.tables)
-        if shape.cascade:
-            names += [child for name in names for child in _dependents(name)]
-        return _whole_tables(names)
-    table = shape.table
-    model = meta.table_models().get(table)
-    if model is None:
-        return []
+    if kind in _ROW_KINDS:
+        return _row_tags(statement, sql, params, many)
+    connection = sessions.current(sql)
+    if kind == "select":
+        writers = sessions.writers(connection)
+        return _routine_tags(writers, statements.calls(statement)) if writers else []
+    if kind == "call":
+        writers = sessions.writers(connection)
+        if statement.target not in writers and (
+            connection is None or not sessions.is_routine(connection, statement.target)
+        ):
+            return [keys.GLOBAL_TAG]  # a procedure whose body cannot be read here
+        return _routine_tags(writers, frozenset((statement.target,)))
+    if kind == "execute":
+        body = sessions.prepared(connection, statement.target)
+        if body is None:
+            return [keys.GLOBAL_TAG]  # a statement prepared where this process did not see it
+        return _statement_tags(_as_whole(body), sql, None, False)
+    tags = _whole_tables(statement.tables, cascade=statement.cascade)
+    if statement.calls:
+        writers = sessions.writers(connection)
+        if writers:
+            tags += _routine_tags(writers, statement.calls)
+    if statement.unknown:
+        tags.append(keys.GLOBAL_TAG)
+    return tags
+
+
+def _as_whole(statement: Statement) -> Statement:
+    """A statement run with parameters it does not hold (EXECUTE): its tables are written as a whole."""
+    if statement.kind not in _ROW_KINDS:
+        return statement
+    return Statement("tables", tables=(statement.table,), cascade=statement.kind == "delete")
+
+
+def _routine_tags(writers: dict[str, sessions.Routine], names: frozenset[str]) -> list[str]:
+    """What the routines among ``names`` that write retire."""
+    tags: list[str] = []
+    for name in names:
+        routine = writers.get(name)
+        if routine is not None:
+            tags += _whole_tables(routine.tables, cascade=routine.cascade)
+            if routine.unknown:
+                tags.append(keys.GLOBAL_TAG)
+    return tags
+
+
+def _row_tags(statement: Statement, sql: str, params: Any, many: bool) -> list[str]:
+    """A plain INSERT, UPDATE or DELETE of one table: the rows it names, when it names them."""
+    kind = statement.kind
+    found = _known(statement.table)
+    if len(found) != 1:
+        return _whole_tables(found, cascade=kind == "delete")
+    table = found[0]
+    model = meta.table_models()[table]
+    text = statement.text or sql
     tags = [keys.model_tag(table)]
     keyed = meta.keyed_columns(table)
     if kind == "upsert":
         tags.append(keys.rows_tag(table))
     if kind in ("insert", "upsert"):
         if kind == "insert" and keyed:
-            found = _inserted_field_tags(sql, params, many, table, keyed)
-            if found is not None:
-                return tags + found
+            inserted = _inserted_field_tags(text, params, many, table, keyed)
+            if inserted is not None:
+                return tags + inserted
         if keyed:
             tags.append(keys.keyed_tag(table))
         return tags
     try:
-        pks = _pks(sql, params, many, model)
+        pks = _pks(text, params, many, model)
     except Exception:  # an unexpected parameter shape: fall back to the whole table
         pks = None
     if pks is None:
@@ -245,6 +259,24 @@ def write_tags(sql: str, params: Any = None, many: bool = False) -> list[str]:
     if kind == "delete":
         tags += _whole_tables(_dependents(table))
     return tags
+
+
+_lower_tables: tuple[dict[str, Any], dict[str, list[str]]] | None = None
+
+
+def _known(name: str) -> list[str]:
+    """The cached tables a name written in SQL may be: PostgreSQL folds unquoted names to lower case,
+    SQLite and MySQL (on most systems) ignore case, so any case matches."""
+    global _lower_tables
+    known = meta.table_models()
+    if name in known:
+        return [name]
+    if _lower_tables is None or _lower_tables[0] is not known:
+        index: dict[str, list[str]] = {}
+        for table in known:
+            index.setdefault(table.lower(), []).append(table)
+        _lower_tables = (known, index)
+    return list(_lower_tables[1].get(name.lower(), ()))
 
 
 def _inserted_field_tags(sql: str, params: Any, many: bool, table: str, keyed: dict[str, str]) -> list[str] | None:
@@ -301,15 +333,22 @@ class covering:
             _local.covered = self.previous
 
 
-def _whole_tables(tables: Any) -> list[str]:
-    known = meta.table_models()
-    tags: list[str] = []
-    for table in tables:
-        if table in known:
-            tags += (keys.model_tag(table), keys.rows_tag(table))
-            if meta.keyed_columns(table):
-                tags.append(keys.keyed_tag(table))
-    return tags
+def _whole_tables(names: Any, cascade: bool = False) -> list[str]:
+    """Every entry of these tables (and, with ``cascade``, of the tables their deleted rows empty):
+    their queries, their rows, and for a link table the ``cache_version`` of every row on both sides."""
+    tags: dict[str, None] = {}
+    link_tables = links.links()
+    for name in names:
+        for table in _known(name):
+            found = [table, *_dependents(table)] if cascade else [table]
+            for one in found:
+                tags.update(dict.fromkeys((keys.model_tag(one), keys.rows_tag(one))))
+                if meta.keyed_columns(one):
+                    tags[keys.keyed_tag(one)] = None
+                link = link_tables.get(one)
+                if link is not None:
+                    tags.update(dict.fromkeys(keys.rows_tag(side) for sides in link.sides for side in sides))
+    return list(tags)
 
 
 _local = threading.local()
@@ -329,6 +368,7 @@ def recording() -> Iterator[set[str]]:
 
 
 def execute_wrapper(execute: Any, sql: Any, params: Any, many: bool, context: dict[str, Any]) -> Any:
+    sessions.observe(context["connection"], sql)
     if not isinstance(sql, str):
         sql = str(sql)
     link = linked = None
@@ -340,13 +380,24 @@ def execute_wrapper(execute: Any, sql: Any, params: Any, many: bool, context: di
     except Exception:
         logger.exception("django-cachekit: could not read the link rows a statement changes")
         link = None
-    result = execute(sql, params, many, context)
+    connection = context["connection"]
     try:
         tags = write_tags(sql, params, many)
+    except Exception:
+        logger.exception("django-cachekit: could not analyse a statement; invalidating everything")
+        tags = [keys.GLOBAL_TAG]
+    # Known before the statement runs, so they can be marked before it commits.
+    token = writes.before_statement(connection, tags) if tags else ""
+    try:
+        result = execute(sql, params, many, context)
+    except BaseException:
+        writes.abandon(tags, token)
+        raise
+    try:
         if link is not None:
-            tags += links.tags(context["cursor"].cursor, link, sql, params, many, linked or [])
+            tags = tags + links.tags(context["cursor"].cursor, link, sql, params, many, linked or [])
         if tags:
-            writes.record(context["connection"], tags)
+            writes.record(connection, tags, token)
         elif getattr(_local, "stack", None):
             tables = read_tables(sql)
             for found in _local.stack:
@@ -354,13 +405,14 @@ def execute_wrapper(execute: Any, sql: Any, params: Any, many: bool, context: di
     except Exception:
         # The statement already ran; never fail it, but never risk stale data either.
         logger.exception("django-cachekit: could not analyse a statement; invalidating everything")
-        writes.record(context["connection"], [keys.GLOBAL_TAG])
+        writes.record(connection, [*tags, keys.GLOBAL_TAG], token)
     return result
 
 
 def install(connection: BaseDatabaseWrapper, **kwargs: Any) -> None:
     if execute_wrapper not in connection.execute_wrappers:
         connection.execute_wrappers.append(execute_wrapper)
+    writes.install(connection)
 
 
 def install_all() -> None:
@@ -369,6 +421,8 @@ def install_all() -> None:
 
 
 def clear() -> None:
-    global _on_delete_map
+    global _on_delete_map, _lower_tables
     _on_delete_map = None
+    _lower_tables = None
     links.clear()
+    sessions.clear()

@@ -27,7 +27,7 @@ from django.http import HttpRequest, HttpResponseBase
 from django.utils.cache import get_conditional_response, patch_cache_control, patch_vary_headers
 from django.utils.http import http_date, parse_etags, quote_etag
 
-from . import core, dbhook, httpcache, keys, meta
+from . import core, dbhook, httpcache, keys, meta, metrics
 from .api import _depends_tags, _may_store_here, _model_class, _written_here
 from .conf import conf
 from .queries import DEFAULT
@@ -321,7 +321,11 @@ def conditional(
             meta_ = request.META
             if callable(per_user):
                 value = per_user(request)
-                credentials = "" if value is None else keys.digest(repr(value))
+                try:
+                    credentials = "" if value is None else keys.digest(keys.exact(value))
+                except keys.Unencodable:  # an identity we cannot tell from others must not share validators
+                    metrics.record("bypass", name)
+                    return (yield)
             else:
                 credentials = httpcache.identity(request)
             personal = httpcache.digests(name, tags_, versions, credentials)
@@ -443,7 +447,7 @@ def cache_response(
 
         def entry_key(request: HttpRequest) -> str:
             values = httpcache.variant(request, lowered)
-            described = repr((name, request.path, request.META.get("QUERY_STRING", ""), lowered, values))
+            described = keys.exact((name, request.path, request.META.get("QUERY_STRING", ""), lowered, values))
             schema = keys.digest(f"http:{httpcache.ENTRY_FORMAT}:{conf.VERSION}", size=5)
             return f"{keys.prefix()}{schema}:h:{keys.digest(described)}"
 

@@ -9,8 +9,9 @@ are the key.
 Two guards keep this exact:
 
 - Only plain values are recorded (numbers, strings, dates, UUIDs, saved model
-  instances, ``Q`` and ``F`` over those). Anything else (a subquery, an
-  expression) makes the chain unknown and the SQL is compiled as before.
+  instances, ``Q`` and ``F`` over those), each by its exact encoding
+  (``keys.exact``). Anything else (a subquery, an expression) makes the chain
+  unknown and the SQL is compiled as before.
 - After each recorded step a cheap summary of the query's state is kept. At
   read time it must still match: a method that changed the query without being
   recorded (``annotate()``, ``extra()``, an in-place change) is noticed, and
@@ -28,8 +29,10 @@ from django.db import models
 from django.db.models import F, Q
 from django.db.models.sql import Query
 
+from . import keys
+
 _SCALARS = (type(None), bool, int, float, str, bytes)
-_REPR = (decimal.Decimal, datetime.date, datetime.time, datetime.timedelta, uuid.UUID)
+_PLAIN = (decimal.Decimal, datetime.date, datetime.time, datetime.timedelta, uuid.UUID)
 
 
 class Unknown(Exception):
@@ -37,29 +40,37 @@ class Unknown(Exception):
 
 
 def value(v: Any) -> tuple[Any, Any]:
-    """``(exact, shape)``: the value itself, and only its type (shape decides joins, not values)."""
-    kind = type(v)
-    if kind in _SCALARS:
-        return (kind.__name__, v), kind.__name__
-    if isinstance(v, str):  # choices enums and other str subclasses
-        return (kind.__name__, str(v)), "str"
-    if isinstance(v, _REPR):
-        return (kind.__name__, repr(v)), kind.__name__
-    if isinstance(v, (list, tuple, set, frozenset)):
-        items = [value(i) for i in v]
-        return (kind.__name__, tuple(i[0] for i in items)), (kind.__name__, tuple(sorted({repr(i[1]) for i in items})))
-    if isinstance(v, models.Model):
-        if v.pk is None:
-            raise Unknown
-        return ("model", v._meta.label_lower, value(v.pk)[0]), ("model", v._meta.label_lower)
+    """``(exact, shape)``: the value's exact encoding, and only its type (shape decides joins, not values)."""
     if isinstance(v, Q):
         children = [child(c) for c in v.children]
         return (
             ("Q", v.connector, v.negated, tuple(c[0] for c in children)),
             ("Q", v.connector, v.negated, tuple(c[1] for c in children)),
         )
+    kind = type(v)
     if kind is F:
         return ("F", v.name), ("F", v.name)
+    found = _shape(v)
+    try:
+        return keys.exact(v), found
+    except keys.Unencodable:
+        raise Unknown from None
+
+
+def _shape(v: Any) -> Any:
+    kind = type(v)
+    if kind in _SCALARS:
+        return kind.__name__
+    if isinstance(v, str):  # choices enums and other str subclasses
+        return "str"
+    if isinstance(v, _PLAIN):
+        return kind.__name__
+    if isinstance(v, (list, tuple, set, frozenset)):
+        return kind.__name__, tuple(sorted({keys.exact(_shape(i)) for i in v}))
+    if isinstance(v, models.Model):
+        if v.pk is None:
+            raise Unknown
+        return "model", v._meta.label_lower
     raise Unknown
 
 
@@ -71,12 +82,21 @@ def child(c: Any) -> tuple[Any, Any]:
 
 
 def step(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, Any]:
-    """One recorded call, as ``(exact, shape)``."""
+    """One recorded call, as ``(exact, shape)``.
+
+    A string given positionally names a field or an order (``order_by("?")``,
+    ``select_related("author")``): it decides the SQL's joins and functions, so
+    it is part of the shape, not only of the key.
+    """
     parts = [value(a) for a in args]
     named = [(k, *value(v)) for k, v in sorted(kwargs.items())]
     return (
         (name, tuple(p[0] for p in parts), tuple((k, e) for k, e, _ in named)),
-        (name, tuple(p[1] for p in parts), tuple((k, s) for k, _, s in named)),
+        (
+            name,
+            tuple(a if type(a) is str else p[1] for a, p in zip(args, parts)),
+            tuple((k, s) for k, _, s in named),
+        ),
     )
 
 

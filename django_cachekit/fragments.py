@@ -29,7 +29,7 @@ from typing import Any
 from django.db import models
 
 from . import core, keys, meta
-from .api import _may_store_here, _stable, _written_here
+from .api import _may_store_here, _written_here
 from .conf import conf
 
 __all__ = ["Fragment", "fetch_many", "fragment", "object_tags", "render", "validate_timeout"]
@@ -127,9 +127,15 @@ def fragment(
     entry_tags += keys.user_tags(tags)
     entry_tags.append(keys.GLOBAL_TAG)
     _check_vary(vary, "vary")
-    described = repr((name, source, identities, _stable(vary)))
-    key = f"{keys.prefix()}{_schema()}:fr:{keys.digest(described)}"
+    key = f"{keys.prefix()}{_schema()}:fr:{keys.digest(_described(name, source, identities, vary))}"
     return Fragment(key, tuple(dict.fromkeys(entry_tags)), name)
+
+
+def _described(name: str, source: str, identities: list[Any], vary: Any) -> str:
+    try:
+        return keys.exact((name, source, identities, vary))
+    except keys.Unencodable as exc:
+        raise TypeError(f"vary cannot be part of a fragment key: {exc}") from None
 
 
 def validate_timeout(timeout: Any) -> int | None:

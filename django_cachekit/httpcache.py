@@ -98,8 +98,8 @@ def _base() -> str:
 def digests(view: str, tags: Sequence[str], versions: core.Versions, who: str) -> tuple[str, str]:
     """``(scope, digest)``: the scope names what is validated (the view, the tags
     and who asks); the digest adds the tags' current versions."""
-    scope = keys.digest(repr((conf.VERSION, view, tuple(tags), who)))
-    return scope, keys.digest(repr((scope, tuple(versions[t] for t in tags))))
+    scope = keys.digest(keys.exact((conf.VERSION, view, tuple(tags), who)))
+    return scope, keys.digest(keys.exact((scope, tuple(versions[t] for t in tags))))
 
 
 def last_modified(scope: str, digest: str, read_started: float, read_ended: float) -> int | None:

@@ -17,18 +17,17 @@ from typing import Any
 
 from django.apps import apps
 
-from . import keys, meta
-from .memo import Memo
+from . import keys, meta, statements
+from .statements import Statement
 
-_STATEMENT = re.compile(
-    r'\s*(?P<kind>INSERT(?:\s+OR\s+\w+)?\s+INTO|DELETE\s+FROM|UPDATE)\s+(?P<table>"(?:[^"]|"")+"|`[^`]+`|[A-Za-z_]\w*)',
-    re.I,
-)
 _INSERT = re.compile(
     r"\s*\((?P<columns>[^)]*)\)\s*VALUES\s*(?P<values>\((?:\s*%s\s*,?)+\)(?:\s*,\s*\((?:\s*%s\s*,?)+\))*)", re.I
 )
 _WHERE = re.compile(r"\sWHERE\s", re.I)
-_WRITE_START = frozenset("IiDdUu")
+# First characters of statements that may write a link table (REPLACE INTO included, comments before any).
+_WRITE_START = frozenset("IiDdUuRr(/-#")
+_KINDS = {"insert": "INSERT", "upsert": "INSERT", "update": "UPDATE", "delete": "DELETE"}
+Found = tuple["Link", str, Statement]
 
 
 @dataclass(frozen=True)
@@ -81,34 +80,39 @@ def _unquote(name: str) -> str:
     return name[1:-1].replace('""', '"') if name[:1] in ('"', "`") else name
 
 
-_heads: Memo[str, re.Match[str] | None] = Memo()
+_lower_links: tuple[dict[str, Link], dict[str, Link]] | None = None
 
 
-def first_char(sql: str) -> str:
-    """The first character of a statement past any leading whitespace (a cheap
-    test of what kind of statement it may be)."""
-    first = sql[:1]
-    return sql.lstrip()[:1] if first.isspace() else first
+def _find(known: dict[str, Link], table: str) -> Link | None:
+    """The link table a name written in SQL is, in any case (as the database folds or ignores it)."""
+    global _lower_links
+    link = known.get(table)
+    if link is None:
+        if _lower_links is None or _lower_links[0] is not known:
+            _lower_links = (known, {name.lower(): found for name, found in known.items()})
+        link = _lower_links[1].get(table.lower())
+    return link
 
 
-def match(sql: str) -> tuple[Link, str, re.Match[str]] | None:
-    """The link table a write statement changes, if any."""
-    if first_char(sql) not in _WRITE_START:
+def match(sql: str) -> Found | None:
+    """The link table a plain write statement changes, if any."""
+    if statements.first_char(sql) not in _WRITE_START:
         return None
     known = links()
     if not known:
         return None
-    found = _heads.of(sql, _STATEMENT.match)
-    if found is None:
+    found = statements.read(sql)
+    kind = _KINDS.get(found.kind)
+    if kind is None:
         return None
-    link = known.get(_unquote(found.group("table")))
+    link = _find(known, found.table)
     if link is None:
         return None
-    return link, found.group("kind").split()[0].upper(), found
+    return link, kind, found
 
 
-def _select(cursor: Any, link: Link, head: re.Match[str], sql: str, params: Any, columns: Sequence[str]) -> list[Any]:
-    where = _WHERE.search(sql, head.end())
+def _select(cursor: Any, link: Link, head: Statement, sql: str, params: Any, columns: Sequence[str]) -> list[Any]:
+    where = _WHERE.search(head.text or sql, head.head)
     if where is None:
         clause, args = "", ()
     else:
@@ -116,11 +120,11 @@ def _select(cursor: Any, link: Link, head: re.Match[str], sql: str, params: Any,
         # An UPDATE's SET placeholders come before the WHERE's.
         args = tuple(params or ())[sql.count("%s", 0, where.start()) :] if params else ()
     names = ", ".join(f'"{c}"' for c in columns)
-    cursor.execute(f"SELECT {names} FROM {head.group('table')}{clause}", args)
+    cursor.execute(f'SELECT {names} FROM "{link.table}"{clause}', args)
     return list(cursor.fetchall())
 
 
-def before(cursor: Any, found: tuple[Link, str, re.Match[str]], sql: str, params: Any, many: bool) -> list[Any]:
+def before(cursor: Any, found: Found, sql: str, params: Any, many: bool) -> list[Any]:
     """For a DELETE or UPDATE: the (pk, source, target) rows it is about to change."""
     link, kind, head = found
     if kind == "INSERT" or many:
@@ -128,13 +132,11 @@ def before(cursor: Any, found: tuple[Link, str, re.Match[str]], sql: str, params
     return _select(cursor, link, head, sql, params, (link.pk, *link.columns))
 
 
-def tags(
-    cursor: Any, found: tuple[Link, str, re.Match[str]], sql: str, params: Any, many: bool, rows: list[Any]
-) -> list[str]:
+def tags(cursor: Any, found: Found, sql: str, params: Any, many: bool, rows: list[Any]) -> list[str]:
     """``t:`` tags of the rows on both sides of the links a statement wrote."""
     link, kind, head = found
     if kind == "INSERT":
-        inserted = _INSERT.match(sql, head.end())
+        inserted = _INSERT.match(head.text or sql, head.head)
         if inserted is None:
             return []
         columns = [_unquote(c.strip()) for c in inserted.group("columns").split(",")]

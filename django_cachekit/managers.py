@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -24,7 +24,7 @@ from django.db.models.query import (
     ValuesListIterable,
 )
 
-from . import changes, core, dbhook, fingerprint, keys, meta, queries, writes
+from . import changes, core, dbhook, fingerprint, keys, meta, queries, replicas, writes
 from .queries import DEFAULT, OFF, Spec
 
 _M = TypeVar("_M", bound=models.Model)
@@ -81,6 +81,22 @@ def _pk_lookups(model: type[models.Model]) -> frozenset[str]:
         found = frozenset(names | {f"{n}__exact" for n in names})
         _pk_names[model] = found
         return found
+
+
+def _rehomed(objs: list[Any], db: str, skip: frozenset[str] = frozenset()) -> list[Any]:
+    """``objs``, and the instances ``select_related`` loaded with them, marked as read through ``db``.
+
+    ``skip`` names the fields_cache entries left alone (the caller's own related objects).
+    """
+    for obj in objs:
+        state = obj._state
+        if state.db == db:
+            continue  # also ends a cycle (a reverse one-to-one points back)
+        state.db = db
+        related = [v for name, v in state.fields_cache.items() if name not in skip and isinstance(v, models.Model)]
+        if related:
+            _rehomed(related, db)
+    return objs
 
 
 class CachedQuerySet(models.QuerySet[_M]):
@@ -224,6 +240,40 @@ class CachedQuerySet(models.QuerySet[_M]):
             and getattr(self, "_deferred_filter", None) is None
         )
 
+    def _aliases(self) -> tuple[str, str]:
+        """``(db, source)``: the alias this read is routed to, and the one its entries come from.
+
+        They differ when ``db`` is a replica: an entry read from a replica that
+        has not replayed the latest commit would hold an old row under new
+        versions, so what is stored is read from the primary, under its key.
+        """
+        db = self.db
+        return db, replicas.primary(self.model, db, self._db is not None, self._hints)  # type: ignore[attr-defined]
+
+    @contextmanager
+    def _reading_from(self, alias: str) -> Iterator[None]:
+        routed: str | None = self._db  # type: ignore[has-type]
+        self._db = alias
+        try:
+            yield
+        finally:
+            self._db = routed  # type: ignore[assignment]
+
+    def _computed_on(self, source: str, db: str, storable: bool) -> AbstractContextManager[None]:
+        """Where a miss runs: on ``source`` when its result may be stored, else where the router sends it."""
+        return self._reading_from(source) if storable and source != db else nullcontext()
+
+    def _plan(self, source: str, db: str, spec: Spec, kind: str, extra: Any, probe: Any = None) -> queries.Plan | None:
+        if source == db:
+            return queries.plan(self, spec, kind, extra, probe)
+        with self._reading_from(source):
+            return queries.plan(self, spec, kind, extra, probe)
+
+    def _rehome(self, objs: list[Any], db: str) -> list[Any]:
+        """Instances computed on the primary, as if read through ``db`` like an uncached read."""
+        known = self._known_related_objects  # type: ignore[attr-defined]
+        return _rehomed(objs, db, frozenset(field.cache_name for field in known) if known else frozenset())
+
     # -- reads ----------------------------------------------------------------
 
     def get(self, *args: Any, **kwargs: Any) -> _M:
@@ -249,11 +299,11 @@ class CachedQuerySet(models.QuerySet[_M]):
             return _NOT_HANDLED
         if pk is None:
             return _NOT_HANDLED
-        db = self.db
-        key, tags, vkeys = info.object_lookup(db, pk)
+        db, source = self._aliases()
+        key, tags, vkeys = info.object_lookup(source, pk)
         required = info.object_tag_count
         inserted = False
-        pending = writes.pending(db)
+        pending = writes.pending(source)
         if pending:
             if not pending.isdisjoint(tags[:required]):
                 return _NOT_HANDLED
@@ -269,12 +319,16 @@ class CachedQuerySet(models.QuerySet[_M]):
                 raise self._does_not_exist()
             if isinstance(payload, tuple) and len(payload) == len(info.attnames):
                 return self._adopt(info.build(db, [payload], self.model, versions))[0]
-        rows = list(self.nocache().filter(pk=pk).values_list(*info.attnames))
-        if versions is not None and queries.may_store(db):
+        stamp = versions if versions is not None and queries.may_store(source) else None
+        qs = self.nocache()
+        if stamp is not None and source != db:
+            qs = qs.using(source)
+        rows = list(qs.filter(pk=pk).values_list(*info.attnames))
+        if stamp is not None:
             if rows:
-                core.store(key, tags[:required], versions, tuple(rows[0]), self._timeout(spec), namespace)
+                core.store(key, tags[:required], stamp, tuple(rows[0]), self._timeout(spec), namespace)
             else:
-                core.store(key, tags, versions, None, self._timeout(spec), namespace)
+                core.store(key, tags, stamp, None, self._timeout(spec), namespace)
         else:
             versions = None
         if not rows:
@@ -292,14 +346,14 @@ class CachedQuerySet(models.QuerySet[_M]):
             return super().in_bulk(id_list, field_name=field_name)
         if not pks:
             return {}
-        db = self.db
-        pending = writes.pending(db)
+        db, source = self._aliases()
+        pending = writes.pending(source)
         if pending and (
             not pending.isdisjoint(info.model_tags) or any(not pending.isdisjoint(info.object_tags(pk)) for pk in pks)
         ):
             return super().in_bulk(id_list, field_name=field_name)
         namespace = self.model._meta.label_lower
-        items = [(info.object_key(db, pk), info.lookup_tags(pk)) for pk in pks]
+        items = [(info.object_key(source, pk), info.lookup_tags(pk)) for pk in pks]
         found: dict[Any, tuple[Any, ...]] = {}
         missing: list[tuple[Any, core.Versions | None]] = []
         required = len(info.object_tags(pks[0]))
@@ -310,17 +364,21 @@ class CachedQuerySet(models.QuerySet[_M]):
             else:
                 missing.append((pk, versions))
         if missing:
+            storable = queries.may_store(source) and any(versions is not None for _, versions in missing)
+            qs = self.nocache()
+            if storable and source != db:
+                qs = qs.using(source)
             pk_index = info.attnames.index(info.pk.attname)
             fetched = {
                 row[pk_index]: tuple(row)
-                for row in self.nocache().filter(pk__in=[pk for pk, _ in missing]).values_list(*info.attnames)
+                for row in qs.filter(pk__in=[pk for pk, _ in missing]).values_list(*info.attnames)
             }
             found.update(fetched)
-            if queries.may_store(db):
+            if storable:
                 timeout = self._timeout(spec)
                 stores = [
                     (
-                        info.object_key(db, pk),
+                        info.object_key(source, pk),
                         info.object_tags(pk) if pk in fetched else info.lookup_tags(pk),
                         versions,
                         fetched.get(pk),
@@ -356,25 +414,30 @@ class CachedQuerySet(models.QuerySet[_M]):
         info = meta.info(self.model)
         rows_mode = kind == "model" and info.plain and self._plain_columns()
         shape = (kind, rows_mode, self._fields if kind == "named" else None)  # type: ignore[attr-defined]
-        plan = queries.plan(self, spec, "list", shape)
+        db, source = self._aliases()
+        plan = self._plan(source, db, spec, "list", shape)
         if plan is None:
             return None
-        db = self.db
         hit, payload, versions = core.lookup(plan.key, plan.tags, plan.namespace)
         if hit and isinstance(payload, list):
             if rows_mode:
                 return self._adopt(info.build(db, payload, self.model))
-            return self._adopt(payload) if kind == "model" else payload
-        with dbhook.recording() as seen:
+            if kind != "model":
+                return payload
+            return self._adopt(_rehomed(payload, db) if source != db else payload)
+        stamp = versions if plan.store else None
+        with dbhook.recording() as seen, self._computed_on(source, db, stamp is not None):
             if rows_mode:
-                compiler = self.query.get_compiler(using=db)
+                compiler = self.query.get_compiler(using=self.db)
                 payload = [tuple(row) for row in compiler.results_iter(tuple_expected=True)]
                 result = self._adopt(info.build(db, payload, self.model))
             else:
                 result = payload = list(self._iterable_class(self))  # type: ignore[call-overload]
-        if versions is not None and plan.store and queries.verify(plan, seen):
+        if stamp is not None and queries.verify(plan, seen):
             with self._detached(result if kind == "model" and not rows_mode else []):
-                core.store(plan.key, plan.tags, versions, payload, self._timeout(spec), plan.namespace)
+                core.store(plan.key, plan.tags, stamp, payload, self._timeout(spec), plan.namespace)
+        if kind == "model" and not rows_mode and source != db:
+            self._rehome(result, db)
         return result
 
     def _plain_columns(self) -> bool:
@@ -435,16 +498,20 @@ class CachedQuerySet(models.QuerySet[_M]):
         self, kind: str, extra: Any, compute: Callable[[], Any], probe: Callable[[], Any] | None = None
     ) -> Any:
         spec = self._spec()
-        plan = queries.plan(self, spec, kind, extra, probe) if spec is not None else None
-        if spec is None or plan is None:
+        if spec is None:
+            return compute()
+        db, source = self._aliases()
+        plan = self._plan(source, db, spec, kind, extra, probe)
+        if plan is None:
             return compute()
         hit, payload, versions = core.lookup(plan.key, plan.tags, plan.namespace)
         if hit:
             return payload
-        with dbhook.recording() as seen:
+        stamp = versions if plan.store else None
+        with dbhook.recording() as seen, self._computed_on(source, db, stamp is not None):
             value = compute()
-        if versions is not None and plan.store and queries.verify(plan, seen):
-            core.store(plan.key, plan.tags, versions, value, self._timeout(spec), plan.namespace)
+        if stamp is not None and queries.verify(plan, seen):
+            core.store(plan.key, plan.tags, stamp, value, self._timeout(spec), plan.namespace)
         return value
 
     def count(self) -> int:
@@ -459,7 +526,7 @@ class CachedQuerySet(models.QuerySet[_M]):
 
     def aggregate(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
         parent = super()
-        extra = (repr(args), sorted((k, repr(v)) for k, v in kwargs.items()))
+        extra = (args, sorted(kwargs.items()))  # encoded exactly by queries.plan() with the rest of the key
         expressions = [*args, *kwargs.values()]
 
         def probe() -> Any:

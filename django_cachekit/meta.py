@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.apps import apps
+from django.core.exceptions import ImproperlyConfigured
 from django.db import models
 from django.db.models.base import ModelState
 from django.db.models.fields.files import FileDescriptor
@@ -194,10 +195,21 @@ def _warm_callable(warm: Callable[..., Any], model: type[models.Model], label: s
     )
 
 
+def _require_installed(model: type[models.Model]) -> None:
+    # The app's ready() installs what sees writes: without it every entry would be served however stale.
+    # Checked where a model's facts are first worked out, so once per model and settings, not per hit.
+    if not apps.is_installed("django_cachekit"):
+        raise ImproperlyConfigured(
+            f'Add "django_cachekit" to INSTALLED_APPS: without it django-cachekit caches reads of '
+            f"{model._meta.label} but sees no writes, so its entries would go stale."
+        )
+
+
 class ModelInfo:
     """Derived, per-model facts, computed once per model and settings."""
 
     def __init__(self, model: type[models.Model]) -> None:
+        _require_installed(model)
         opts = model._meta
         concrete = opts.concrete_model
         assert concrete is not None

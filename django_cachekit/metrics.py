@@ -74,6 +74,8 @@ def by_namespace(tags: Iterable[str]) -> dict[str, tuple[str, ...]]:
     for tag in tags:
         # What the tag belongs to: a table, the user's tags, or everything.
         kind, _, rest = tag.partition(":")
+        if kind == keys.CALL_TAG_KIND:
+            continue  # counted under its function's name by the function's invalidate()
         if kind in keys.TABLE_TAG_KINDS:
             namespace = rest.partition(":")[0]
         else:

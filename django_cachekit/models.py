@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 
 from django.db import connections, models, router
 
-from . import changes, core, dbhook, meta, saves, writes
+from . import changes, core, dbhook, meta, replicas, saves, writes
 from .managers import CachedManager
 
 
@@ -49,6 +49,8 @@ class CachedModelMixin(models.Model):
         connection = connections[using]
         with writes.batch(connection):
             plan = changes.before_save(self, connection, update_fields, force_insert)
+            if plan.marks:
+                writes.mark_soon(connection, plan.marks)
             try:
                 with dbhook.covering(plan.covered):
                     super().save_base(
@@ -92,7 +94,7 @@ class CachedModelMixin(models.Model):
     def cache_key(self) -> str:
         """The key of this row's object entry (``objects.cache().get(pk=...)``)."""
         info = meta.info(type(self))
-        return info.object_key(self._state.db or router.db_for_read(type(self), instance=self), info.pk_value(self.pk))
+        return info.object_key(replicas.of_instance(self), info.pk_value(self.pk))
 
     @property
     def cache_version(self) -> str:

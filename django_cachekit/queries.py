@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,6 +28,8 @@ _LEARNED_MAX = 10_000
 _learned: Memo[str, frozenset[str]] = Memo(_LEARNED_MAX)
 # (model, shape of the steps that built a queryset) -> tables its SQL reads, and its keyed filters
 _shapes: Memo[Any, Shape] = Memo(_LEARNED_MAX)
+# entry key -> what the SQL of a read's probe (an aggregate's expressions) reads and calls
+_probes: Memo[str, Probe] = Memo(_LEARNED_MAX)
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,13 @@ Keyed = tuple[int, str, str, str]
 class Shape:
     tables: frozenset[str]
     keyed: tuple[Keyed, ...]
+    volatile: bool  # its SQL calls the clock or a random source: its result is not a function of the data
+
+
+@dataclass(frozen=True)
+class Probe:
+    tables: frozenset[str]
+    volatile: bool
 
 
 DEFAULT = object()
@@ -71,45 +81,59 @@ def plan(
     """How to cache ``qs`` read as ``kind``; None when it must go to the database.
 
     The key comes from the steps that built the queryset when they are known
-    (no SQL is compiled on a hit), else from its SQL. The tags are the model
-    tags of every table the SQL reads; for a known shape of steps they are
-    remembered, so the SQL is compiled once per shape and process. ``probe``
-    gives a queryset whose SQL reads what the real read will (an aggregate's
-    joins); it is compiled once per key.
+    (no SQL is compiled on a hit), else from its SQL; either way from the exact
+    encoding of every value in it (``keys.exact``), and a value without one
+    leaves the read uncached. The tags are the model tags of every table the
+    SQL reads; for a known shape of steps they are remembered, so the SQL is
+    compiled once per shape and process. ``probe`` gives a queryset whose SQL
+    reads what the real read will (an aggregate's joins); it is compiled once
+    per key. SQL that calls the clock or a random source is cached only for a
+    timeout given to ``.cache()``.
     """
     db = qs.db
     info = meta.info(qs.model)
     ns = info.label
     found = qs._fingerprint() if hasattr(qs, "_fingerprint") else None
     found_shape: Shape | None = None
-    if found is not None:
-        digest = keys.digest(repr(("steps", meta.registry_digest(), kind, extra, spec.tags, found[0])))
-        shape = (info.label, found[1])
-        found_shape = _shapes.get(shape)
-    else:
-        shape = None
-    if found_shape is None:
-        try:
-            sql, params = qs.query.get_compiler(using=db).as_sql()
-        except EmptyResultSet:
-            return None
-        found_shape = Shape(frozenset(dbhook.read_tables(sql)), keyed_filters(qs.query, sql))
-        if shape is not None:
-            _shapes.remember(shape, found_shape)
+    try:
+        if found is not None:
+            digest = keys.digest(keys.exact(("steps", meta.registry_digest(), kind, extra, spec.tags, found[0])))
+            shape = (info.label, found[1])
+            found_shape = _shapes.get(shape)
         else:
-            digest = keys.digest(repr(("sql", kind, extra, spec.tags, sql, params)))
+            shape = None
+        if found_shape is None:
+            try:
+                sql, params = qs.query.get_compiler(using=db).as_sql()
+            except EmptyResultSet:
+                return None
+            found_shape = Shape(frozenset(dbhook.read_tables(sql)), keyed_filters(qs.query, sql), volatile(sql))
+            if shape is not None:
+                _shapes.remember(shape, found_shape)
+            else:
+                digest = keys.digest(keys.exact(("sql", kind, extra, spec.tags, sql, params)))
+    except keys.Unencodable as exc:
+        _bypass(ns, "a value without an exact encoding: %s", exc)
+        return None
     tables = found_shape.tables
     key = f"{keys.prefix()}{info.schema}:q:{db}:{digest}"
+    is_volatile = found_shape.volatile
     extra_tables = _learned.get(key)
-    if extra_tables is None and probe is not None:
-        extra_tables = _probe_tables(probe, db)
-        _learned.remember(key, extra_tables)
+    if probe is not None:
+        probed = _probes.get(key)
+        if probed is None:
+            probed = _probes.remember(key, _probe(probe, db))
+        is_volatile = is_volatile or probed.volatile
+        if probed.tables:
+            extra_tables = probed.tables | (extra_tables or frozenset())
+    if is_volatile and spec.timeout is DEFAULT:
+        _bypass(ns, "SQL that calls the clock or a random source, without a timeout given to .cache()")
+        return None
     if extra_tables:
         tables |= extra_tables
     known = meta.table_models()
     if not tables or not tables.issubset(known):
-        metrics.record("bypass", ns)
-        logger.debug("django-cachekit: not caching a query of %s on tables outside the model registry", ns)
+        _bypass(ns, "tables outside the model registry")
         return None
     by_value = _field_tags(qs.query, found_shape.keyed, extra_tables) if found_shape.keyed else {}
     table_tags: list[str] = []
@@ -125,6 +149,49 @@ def plan(
         metrics.record("bypass", ns)
         return None
     return Plan(key, tags, tables, ns, may_store(db))
+
+
+def _bypass(ns: str, why: str, *args: Any) -> None:
+    metrics.record("bypass", ns)
+    logger.debug("django-cachekit: not caching a query of %s: " + why, ns, *args)
+
+
+# SQL of PostgreSQL, SQLite, MySQL and Oracle whose value changes without any write.
+_VOLATILE_CALLS = frozenset(
+    """now statement_timestamp clock_timestamp transaction_timestamp timeofday random rand setseed
+    nextval currval lastval setval gen_random_uuid uuid_generate_v1 uuid_generate_v1mc uuid_generate_v4
+    uuid uuid_short txid_current txid_current_if_assigned pg_current_xact_id randomblob changes
+    last_insert_rowid total_changes sysdate curdate curtime unix_timestamp utc_timestamp utc_date utc_time
+    current_timestamp current_date current_time localtimestamp localtime sys_guid systimestamp""".split()  # noqa: SIM905
+)
+# Keywords that need no parentheses.
+_VOLATILE_WORDS = frozenset(
+    ("current_timestamp", "current_date", "current_time", "localtimestamp", "localtime", "systimestamp", "dbms_random")
+)
+# SQLite's date functions called without a time value mean 'now'.
+_NOW_BY_DEFAULT = frozenset(("date", "time", "datetime", "julianday", "unixepoch"))
+# Date inputs that mean the current time: SQLite's 'now', PostgreSQL's 'now'::timestamp and its kin.
+_NOW_LITERALS = frozenset(("now", "today", "tomorrow", "yesterday"))
+_SQL_TOKEN = re.compile(
+    r"'((?:[^']|'')*)'"  # a string literal
+    r'|"(?:[^"]|"")*"|`[^`]*`'  # a quoted identifier
+    r"|([A-Za-z_][\w$]*)(\s*\((\s*\))?)?"  # a word, and whether it is called (with no arguments)
+)
+
+
+def volatile(sql: str) -> bool:
+    """Whether ``sql`` calls the clock or a random source, so that running it twice
+    on the same data may give two results."""
+    for match in _SQL_TOKEN.finditer(sql):
+        literal, word, call, empty = match.groups()
+        if literal is not None:
+            if literal.strip().lower() in _NOW_LITERALS:
+                return True
+        elif word is not None:
+            word = word.lower()
+            if word in _VOLATILE_WORDS or (call and word in _VOLATILE_CALLS) or (empty and word in _NOW_BY_DEFAULT):
+                return True
+    return False
 
 
 def keyed_filters(query: Query, sql: str) -> tuple[Keyed, ...]:
@@ -186,12 +253,12 @@ def verify(plan: Plan, seen: set[str]) -> bool:
     return False
 
 
-def _probe_tables(probe: Callable[[], QuerySet[Any]], db: str) -> frozenset[str]:
+def _probe(probe: Callable[[], QuerySet[Any]], db: str) -> Probe:
     try:
         sql, _ = probe().query.get_compiler(using=db).as_sql()
     except Exception:  # the probe is a hint; the recorded tables of a miss are the check
-        return frozenset()
-    return frozenset(dbhook.read_tables(sql))
+        return Probe(frozenset(), False)
+    return Probe(frozenset(dbhook.read_tables(sql)), volatile(sql))
 
 
 def may_store(db: str) -> bool:
@@ -199,9 +266,15 @@ def may_store(db: str) -> bool:
 
     Outside a transaction, always. Inside one, only under READ COMMITTED on
     PostgreSQL: at stricter isolation a transaction reads an older snapshot than
-    the versions it just read from the cache.
+    the versions it just read from the cache. The isolation counts whether it
+    comes from the connection's options or from SQL run on it (``SET
+    TRANSACTION ISOLATION LEVEL``, ``BEGIN ISOLATION LEVEL``, a session default).
     """
+    from . import sessions
+
     connection = connections[db]
+    if sessions.reads_old_snapshot(connection):
+        return False
     if not connection.in_atomic_block:
         return True
     if connection.vendor != "postgresql":
@@ -218,3 +291,4 @@ def may_store(db: str) -> bool:
 def clear() -> None:
     _learned.clear()
     _shapes.clear()
+    _probes.clear()

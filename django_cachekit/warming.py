@@ -22,7 +22,7 @@ from django.db import models
 from django.db.models.query import ModelIterable
 from django.utils.module_loading import autodiscover_modules
 
-from . import core, keys, meta
+from . import core, keys, meta, replicas
 from .conf import conf
 from .managers import CachedQuerySet
 from .queries import DEFAULT, OFF
@@ -306,7 +306,7 @@ class Runner:
         with self._reading(meta.info(cached.model).timeout if timeout is DEFAULT else timeout):
             rows = list(cached)
             if cached._iterable_class is ModelIterable and rows:
-                self._objects(cached.model, cached.db, [obj.pk for obj in rows], timeout)
+                self._objects(cached.model, cached._aliases()[1], [obj.pk for obj in rows], timeout)
 
     def _instances(self, item: Warmer, objs: list[models.Model]) -> None:
         if self.limit is not None:
@@ -320,7 +320,7 @@ class Runner:
                 )
             if obj.pk is None:
                 raise WarmerError(f"Warmer {item.name!r} returned an unsaved {model._meta.label} instance.")
-            groups.setdefault((model, obj._state.db or "default"), []).append(obj.pk)
+            groups.setdefault((model, replicas.of_instance(obj)), []).append(obj.pk)
         for (model, db), pks in groups.items():
             with self._reading(meta.info(model).timeout):
                 self._objects(model, db, pks, DEFAULT)

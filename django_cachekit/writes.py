@@ -1,10 +1,18 @@
-"""When invalidations are sent: at commit, once per tag per transaction.
+"""When invalidations are sent: around the commit, once per tag per transaction.
 
 Writes are collected in buffers. Inside ``transaction.atomic`` a buffer is
 registered with ``on_commit`` for the current savepoint, so a rollback (or a
 savepoint rollback) discards it and nothing is invalidated. Outside a
 transaction, a save collects its statements and signals in one batch and
-flushes it when the save returns; a lone statement is flushed at once.
+flushes it when the save returns; a lone statement is flushed at once. In a
+transaction managed by hand (autocommit off, no ``atomic``), one buffer per
+connection waits for ``commit()`` and is dropped by ``rollback()``.
+
+The commit protocol: before COMMIT (or before a statement that commits on its
+own runs), the tags it will bump are marked as being written, so readers in
+every process neither serve nor store entries of them; right after COMMIT,
+before any ``on_commit`` hook of the application runs, one bump retires the
+old entries, writes fresh ones through and lifts the marks.
 
 While a transaction holds unflushed tags, reads that depend on them bypass the
 cache: a writer reads its own writes.
@@ -13,7 +21,7 @@ cache: a writer reads its own writes.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,6 +79,32 @@ class WriteThrough:
 class Buffer:
     tags: dict[str, None] = field(default_factory=dict)
     writes: dict[str, WriteThrough] = field(default_factory=dict)
+    # Tags known only when they are sent (a pattern's matches): called at flush.
+    resolvers: list[Callable[[], Iterable[str]]] = field(default_factory=list)
+    token: str = ""  # the name of this buffer's marks
+    marked: dict[str, None] = field(default_factory=dict)
+    unsettled: bool = False  # marks sent whose reply is not read yet
+
+    def mark(self, tags: Iterable[str], wait: bool = True) -> None:
+        """Mark what a statement about to commit will bump (see ``core.mark``)."""
+        if wait:
+            self.settle()
+        new = [tag for tag in tags if tag not in self.marked]
+        if not new:
+            return
+        if not self.token:
+            self.token = core.new_token()
+        core.mark(new, self.token, wait)
+        self.unsettled = not wait
+        self.marked.update(dict.fromkeys(new))
+
+    def settle(self) -> None:
+        if self.unsettled:
+            self.unsettled = False
+            core.settle()
+
+    def empty(self) -> bool:
+        return not (self.tags or self.writes or self.resolvers or self.marked)
 
     def add(self, tags: Iterable[str]) -> None:
         tags = list(tags)
@@ -93,12 +127,50 @@ class Buffer:
     def add_write(self, write: WriteThrough) -> None:
         self.writes[write.key] = write
 
+    def resolved(self) -> list[str]:
+        """Every tag to bump, the resolvers' included."""
+        tags = dict(self.tags)
+        for resolve in self.resolvers:
+            tags.update(dict.fromkeys(resolve()))
+        return list(tags)
+
     def flush(self) -> None:
-        tags, writes = list(self.tags), list(self.writes.values())
+        tags, writes = self.resolved(), list(self.writes.values())
+        unmark = (self.token, list(self.marked)) if self.marked else None
         self.tags.clear()
         self.writes.clear()
+        self.resolvers.clear()
+        self.marked.clear()
+        self.unsettled = False  # the bump's own command reads any reply left
         bumped = set(tags)
-        core.bump(tags, [w.as_write(bumped) for w in writes])
+        core.bump(tags, [w.as_write(bumped) for w in writes], unmark)
+
+    def absorb(self, others: list[Buffer]) -> None:
+        """Take over what ``others`` hold, to be sent in one bump.
+
+        A fresh entry survives only if no other buffer bumps its tags: one
+        buffer cannot tell whether another's statements ran after its save.
+        """
+        for other in others:
+            self.tags.update(other.tags)
+            self.resolvers += other.resolvers
+        owners: dict[str, int] = {}
+        for other in others:
+            for key in other.writes:
+                owners[key] = owners.get(key, 0) + 1
+        for index, other in enumerate(others):
+            rest: set[str] = set()
+            for position, another in enumerate(others):
+                if position != index:
+                    rest.update(another.tags)
+            for key, write in other.writes.items():
+                if owners[key] == 1 and rest.isdisjoint(write.tags):
+                    self.writes[key] = write
+                else:
+                    self.tags.update(dict.fromkeys(write.otherwise))
+            other.tags.clear()
+            other.writes.clear()
+            other.resolvers.clear()
 
 
 class Level(Buffer):
@@ -114,6 +186,11 @@ class _Local(threading.local):
 
 
 _local = _Local()
+_MANUAL = "_cachekit_manual"  # a connection's buffer while autocommit is off outside atomic
+
+
+def _autocommits(connection: BaseDatabaseWrapper) -> bool:
+    return connection.get_autocommit()  # type: ignore[no-any-return]
 
 
 def _live_levels(connection: BaseDatabaseWrapper) -> Iterator[tuple[set[Any], Level]]:
@@ -136,24 +213,116 @@ def current(connection: BaseDatabaseWrapper) -> Buffer | None:
         level = Level()
         connection.on_commit(level)
         return level
+    if not _autocommits(connection):
+        manual: Buffer | None = connection.__dict__.get(_MANUAL)
+        if manual is None:
+            manual = connection.__dict__[_MANUAL] = Buffer()
+        return manual
     return None
 
 
-def record(connection: BaseDatabaseWrapper, tags: Iterable[str]) -> None:
+def mark_soon(connection: BaseDatabaseWrapper, tags: Iterable[str]) -> None:
+    """Mark, without waiting for the cache, what the save running on
+    ``connection`` outside a transaction is expected to bump: the reply is read
+    before its first statement runs, so the round trip overlaps the save's own
+    work instead of adding to it."""
+    batch = _local.batches.get(connection.alias)
+    if batch is not None:
+        batch.mark(tags, wait=False)
+
+
+def before_statement(connection: BaseDatabaseWrapper, tags: list[str]) -> str:
+    """Mark what a write statement will bump if it commits as it runs.
+
+    Returns the token of a lone statement's marks, for ``record``; an empty
+    string when a batch holds the marks or the statement waits for a COMMIT
+    (which marks before it runs).
+    """
+    if not tags or connection.in_atomic_block:
+        return ""
+    batch = _local.batches.get(connection.alias)
+    if batch is not None:
+        batch.mark(tags)
+        return ""
+    if not _autocommits(connection):
+        return ""
+    token = core.new_token()
+    core.mark(tags, token)
+    return token
+
+
+def record(connection: BaseDatabaseWrapper, tags: Iterable[str], token: str = "") -> None:
     buffer = current(connection)
     if buffer is None:
-        core.bump(list(dict.fromkeys(tags)))
+        tags = list(dict.fromkeys(tags))
+        core.bump(tags, (), (token, tags) if token else None)
     else:
         buffer.add(tags)
+
+
+def abandon(tags: list[str], token: str) -> None:
+    """Lift the marks of a lone statement that failed: it changed nothing."""
+    if token:
+        core.bump([], (), (token, tags))
+
+
+def record_resolved(connection: BaseDatabaseWrapper, resolve: Callable[[], Iterable[str]]) -> None:
+    """``record`` for tags known only when they are sent: ``resolve`` is called
+    at once outside a transaction, and inside one when its tags are sent."""
+    buffer = current(connection)
+    if buffer is None:
+        record(connection, resolve())
+    else:
+        buffer.resolvers.append(resolve)
+
+
+def committing(connection: BaseDatabaseWrapper, commit: Callable[[], Any]) -> Any:
+    """Run the connection's COMMIT inside the commit protocol (see the module's docstring)."""
+    buffers: list[Buffer] = [level for _, level in _live_levels(connection)]
+    manual = connection.__dict__.pop(_MANUAL, None)
+    if manual is not None:
+        buffers.append(manual)
+    buffers = [buffer for buffer in buffers if not buffer.empty()]
+    if not buffers:
+        return commit()
+    merged = Buffer()
+    merged.absorb(buffers)
+    merged.mark(merged.resolved())
+    try:
+        return commit()
+    finally:
+        # Also when COMMIT failed: whether it took effect may be unknown, and a bump is always safe.
+        merged.flush()
+
+
+def install(connection: BaseDatabaseWrapper) -> None:
+    """Run ``connection``'s commits through ``committing``; a rollback drops a manual buffer."""
+    if _MANUAL + "_installed" in connection.__dict__:
+        return
+    commit, rollback = connection._commit, connection._rollback  # type: ignore[attr-defined]
+
+    def _commit() -> Any:
+        return committing(connection, commit)
+
+    def _rollback() -> Any:
+        connection.__dict__.pop(_MANUAL, None)
+        return rollback()
+
+    connection._commit = _commit  # type: ignore[attr-defined]
+    connection._rollback = _rollback  # type: ignore[attr-defined]
+    connection.__dict__[_MANUAL + "_installed"] = True
 
 
 def pending(using: str) -> set[str] | None:
     """Tags written but not yet invalidated on ``using``, or None when there are none."""
     batch = _local.batches.get(using)
     connection = connections[using]
-    if batch is None and not connection.in_atomic_block:
+    manual: Buffer | None = connection.__dict__.get(_MANUAL)
+    if batch is None and manual is None and not connection.in_atomic_block:
         return None
     found: set[str] = set(batch.tags) if batch is not None else set()
+    if manual is not None:
+        found.update(manual.tags)
     if connection.in_atomic_block:
         for _, level in _live_levels(connection):
             found.update(level.tags)
@@ -179,7 +348,7 @@ class batch:
         using = self.connection.alias
         if using in batches:
             return batches[using]
-        if self.connection.in_atomic_block:
+        if self.connection.in_atomic_block or not _autocommits(self.connection):
             return None
         buffer = self.buffer = batches[using] = Buffer()
         return buffer

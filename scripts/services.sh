@@ -23,6 +23,14 @@ if ! port_open 5432; then
     wait_for PostgreSQL 5432
 fi
 
+# tests/replica.py makes a streaming standby with pg_basebackup: it needs replication from loopback.
+pg_hba="/etc/postgresql/$(ls /etc/postgresql | sort -V | tail -n 1)/main/pg_hba.conf"
+if [[ -f "$pg_hba" ]] && ! as_root grep -Eq '^host[[:space:]]+replication[[:space:]]+all[[:space:]]+127\.0\.0\.1/32' "$pg_hba"; then
+    log "Allowing replication connections from 127.0.0.1 in $pg_hba"
+    echo "host replication all 127.0.0.1/32 trust" | as_root tee -a "$pg_hba" >/dev/null
+    psql -h 127.0.0.1 -U postgres -d postgres -Atqc "SELECT pg_reload_conf()" >/dev/null
+fi
+
 if ! port_open 6379; then
     log "Starting Redis"
     as_root mkdir -p /var/lib/redis /var/log/redis

@@ -48,6 +48,8 @@ DATABASES = {
     "default": _db,
     # The same data through a second alias: a write on one must not leave the other stale.
     "replica": {**_db, "TEST": {"MIRROR": "default"}},
+    # A streaming standby of default on PostgreSQL (tests/replica.py gives it its own port); never created.
+    "standby": {**_db, "TEST": {"MIRROR": "default"}},
 }
 
 _caches: dict[str, dict[str, Any]] = {

@@ -262,3 +262,80 @@ def test_key_prefix_separates_namespaces(queries):
         with queries(1):
             Author.objects.cache().get(pk=author.pk)
     assert caches["default"] is not None
+
+
+def test_per_call_invalidate_is_a_bump_counted_once_for_its_function(queries):
+    from django_cachekit import metrics
+
+    @cached(timeout=60)
+    @counting
+    def report(n):
+        return n
+
+    report(1), report(2)
+    report.invalidate(1)
+    with queries(0):
+        report(1), report(2)
+    assert [c[0] for c in report.__wrapped__.calls] == [(1,), (2,), (1,)]
+    counts = metrics.snapshot()
+    assert counts[f"{report.__module__}.{report.__qualname__}"]["invalidation"] == 1
+    assert counts.get("tags", {}).get("invalidation", 0) == 0  # the call's own tag is not a user tag
+
+
+@pytest.mark.skipif(CACHE in REDIS_CACHES, reason="Redis supports patterns")
+def test_invalidate_pattern_elsewhere_fails_at_the_call_inside_a_transaction():
+    from django.db import transaction
+
+    with transaction.atomic():
+        with pytest.raises(PatternUnsupported, match="needs a Redis cache"):
+            invalidate_pattern("sales:*")
+
+
+@needs_redis
+def test_invalidate_pattern_that_cannot_look_at_commit_retires_everything(monkeypatch):
+    from django.db import transaction
+
+    from django_cachekit import core
+    from django_cachekit.backends import get_store
+
+    @cached(key="sales:{region}")
+    @counting
+    def sales(region):
+        return region
+
+    @cached
+    @counting
+    def unrelated():
+        return 1
+
+    sales("eu"), unrelated()
+    store = type(get_store("default"))
+    with transaction.atomic():
+        assert invalidate_pattern("sales:*") == 1
+
+        def unreachable(self, pattern):
+            raise ConnectionError("the cache went away")
+
+        monkeypatch.setattr(store, "match_tags", unreachable)
+    monkeypatch.undo()
+    # What the pattern matched at commit is unknown: every entry is retired once the cache answers.
+    assert core.runtime().breaker.lost_invalidations
+    sales("eu"), unrelated()
+    assert len(sales.__wrapped__.calls) == len(unrelated.__wrapped__.calls) == 2
+
+
+@needs_redis
+def test_invalidate_pattern_matches_the_key_prefix_literally(queries):
+    @cached(key="sales:{region}")
+    @counting
+    def sales(region):
+        return region
+
+    with override_settings(CACHEKIT={"KEY_PREFIX": "pq"}):
+        sales("eu")
+    with override_settings(CACHEKIT={"KEY_PREFIX": "p*"}):
+        sales("eu")
+        assert invalidate_pattern("sales:*") == 1  # its own name, not the one under "pq"
+    with override_settings(CACHEKIT={"KEY_PREFIX": "pq"}):
+        sales("eu")
+    assert len(sales.__wrapped__.calls) == 2

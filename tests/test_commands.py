@@ -251,7 +251,7 @@ def test_invalidate_pattern():
     report(2024), report(2024)
     if CACHE in REDIS_CACHES:
         out, _ = command("cachekit_invalidate", "--pattern", "report:*")
-        assert "pattern 'report:*' (1 key deleted)" in out
+        assert "pattern 'report:*' (1 name retired)" in out
         report(2024)
         assert calls == [2024, 2024]
     else:

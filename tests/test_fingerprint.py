@@ -7,7 +7,7 @@ from django.test.utils import CaptureQueriesContext
 
 from django_cachekit import fingerprint
 from tests.factories import ArticleFactory, AuthorFactory, CommentFactory, TagFactory
-from tests.testapp.models import Article, Comment
+from tests.testapp.models import Article, Category, Comment
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -156,3 +156,31 @@ def test_shape_is_compiled_once_per_process(data, monkeypatch):
     for views in (0, 1, 2, 3):
         list(Article.objects.cache().filter(views=views))
     assert len(calls) == 5
+
+
+def test_field_names_are_part_of_the_shape(queries, data):
+    from django_cachekit import queries as plans
+
+    _, rows = data
+    plans.clear()
+    list(Article.objects.cache().select_related("author"))  # the same kinds of values, other joins
+
+    def category_names():
+        return sorted({a.category.name for a in Article.objects.cache().select_related("category")})
+
+    with queries(1):
+        assert "renamed" not in category_names()
+    with queries(0):  # tagged with the tables it reads on its first miss, so it was stored
+        assert "renamed" not in category_names()
+    Category.objects.filter(pk=rows[0].category_id).update(name="renamed")
+    with queries(1):
+        assert "renamed" in category_names()
+
+
+def test_values_are_recorded_by_their_exact_encoding():
+    import decimal
+
+    assert fingerprint.value(decimal.Decimal("1.0"))[0] != fingerprint.value(decimal.Decimal("1.00"))[0]
+    assert fingerprint.value(1.0)[0] != fingerprint.value(1)[0]
+    with pytest.raises(fingerprint.Unknown):
+        fingerprint.value({"a": 1})

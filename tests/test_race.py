@@ -99,17 +99,19 @@ def test_two_writers_of_one_row(monkeypatch, order):
     flushed = {name: threading.Event() for name in ("w1", "w2")}
     who = threading.local()
     original = writes.Buffer.flush
+    w1_committed = threading.Event()
 
     def flush(self):
         name = getattr(who, "name", None)
-        if name:
+        if name and not self.empty():  # the flush right after COMMIT
+            if name == "w1":
+                w1_committed.set()
             assert gates[name].wait(20)
         original(self)
         if name:
             flushed[name].set()
 
     monkeypatch.setattr(writes.Buffer, "flush", flush)
-    w1_committed = threading.Event()
 
     def writer(name, title, wait_for=None):
         who.name = name
@@ -118,8 +120,6 @@ def test_two_writers_of_one_row(monkeypatch, order):
         obj = Article.objects.get(pk=article.pk)
         obj.title = title
         with transaction.atomic():
-            if name == "w1":  # registered first, so it runs before w1's (gated) flush
-                transaction.on_commit(w1_committed.set)
             obj.save()
 
     t1, e1 = in_thread(writer, "w1", "first")

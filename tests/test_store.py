@@ -26,12 +26,12 @@ def store():
 
 
 def versions(store, *keys):
-    _, found = store.fetch([], list(keys))
+    _, found, _ = store.fetch([], list(keys))
     return found
 
 
 def entry(store, key):
-    found, _ = store.fetch([key], [])
+    found, _, _ = store.fetch([key], [])
     return found[0]
 
 

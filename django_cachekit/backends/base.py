@@ -44,6 +44,11 @@ class Write:
     otherwise: Sequence[str] = ()
 
 
+def _marked(value: Any) -> bool:
+    # A count of writers; anything else (a value of another type) marks nothing.
+    return type(value) is int and value > 0
+
+
 class PatternUnsupported(NotImplementedError):
     pass
 
@@ -62,12 +67,45 @@ class Store:
         backend = type(self.cache)
         return f"{backend.__module__}.{backend.__qualname__}"
 
-    def fetch(self, keys: Sequence[str], version_keys: Sequence[str]) -> tuple[list[Any], list[int | None]]:
-        """Entries for ``keys`` and versions for ``version_keys`` in one round trip."""
-        found = self.cache.get_many([*keys, *version_keys])
+    def fetch(
+        self, keys: Sequence[str], version_keys: Sequence[str], mark_keys: Sequence[str] = ()
+    ) -> tuple[list[Any], list[int | None], list[bool]]:
+        """Entries for ``keys``, versions for ``version_keys`` and whether each of
+        ``mark_keys`` says a write is being committed, in one round trip."""
+        found = self.cache.get_many([*keys, *version_keys, *mark_keys])
         entries = [found.get(k) for k in keys]
         versions = [v if isinstance(v, int) else None for v in (found.get(k) for k in version_keys)]
-        return entries, versions
+        return entries, versions, [_marked(found.get(k)) for k in mark_keys]
+
+    def mark(self, mark_keys: Sequence[str], token: str, bound: float, wait: bool = True) -> None:
+        """Say that writes of these tags are being committed, for at most ``bound`` seconds.
+
+        With ``wait=False`` a store may send the marks and read the reply later,
+        at ``settle()`` or before its next command.
+
+        Here a mark is a count of writers that expires ``bound`` seconds after
+        its first writer marked it (``incr`` keeps a key's expiry); the Redis
+        store keeps a deadline per writer instead.
+        """
+        cache = self.cache
+        timeout = max(1, math.ceil(bound))
+        for key in mark_keys:
+            if not cache.add(key, 1, timeout):
+                try:
+                    cache.incr(key)
+                except ValueError:  # expired in between
+                    cache.add(key, 1, timeout)
+
+    def settle(self) -> None:
+        """Read the replies of what ``mark(wait=False)`` sent."""
+
+    def unmark(self, mark_keys: Sequence[str], token: str) -> None:
+        cache = self.cache
+        for key in mark_keys:
+            try:
+                cache.decr(key)
+            except ValueError:  # expired: its writers are past their bound
+                pass
 
     def ensure(self, version_keys: Sequence[str], timeout: int) -> list[int | None]:
         """Create missing version keys at fresh values; return the current versions."""
@@ -86,8 +124,15 @@ class Store:
     def delete_many(self, keys: Sequence[str]) -> None:
         self.cache.delete_many(list(keys))
 
-    def bump(self, version_keys: Sequence[str], timeout: int, writes: Sequence[Write] = ()) -> int:
-        """Increment existing versions, then store each write whose expectations hold.
+    def bump(
+        self,
+        version_keys: Sequence[str],
+        timeout: int,
+        writes: Sequence[Write] = (),
+        unmark: tuple[str, Sequence[str]] | None = None,
+    ) -> int:
+        """Increment existing versions, then store each write whose expectations hold,
+        then lift the marks ``unmark`` (a token and its mark keys) set.
 
         A missing version key is left missing: no entry can be stamped with it,
         and the next reader creates it at a fresh value. Returns how many writes
@@ -113,6 +158,8 @@ class Store:
                 continue
             cache.set(write.key, write.value, write.timeout)
             stored += 1
+        if unmark is not None:
+            self.unmark(unmark[1], unmark[0])
         return stored
 
     def ttls(self, keys: Sequence[str]) -> list[float | None]:
@@ -137,7 +184,8 @@ class Store:
         cache = self.cache
         return sum(bool(cache.touch(key, timeout)) for key, timeout in items.items())
 
-    def delete_pattern(self, pattern: str) -> int:
+    def match_tags(self, pattern: str) -> list[str]:
+        """The tags whose version keys exist and whose names match the glob ``pattern``."""
         raise PatternUnsupported(
             f"invalidate_pattern() needs a Redis cache; the cache {self.alias!r} uses {self.describe()}."
         )

@@ -16,19 +16,18 @@ from typing import Any
 
 from django.core.cache import BaseCache, caches
 
+from .. import keys
 from .base import Store, Write
 
-# Increment the versions that exist (a missing one stays missing; like Django's
-# incr, a bump keeps the key's expiry), then store each write whose
-# expectations hold, or else increment its fallback versions.
-# ARGV: tag ttl (ms), number of bumps, then per write: number of fallbacks,
-# number of expectations, (mode, version) pairs, ttl (ms, 0 = none), value.
-# KEYS: bumps, then per write: its fallback keys, entry key and expectation keys.
-# One MGET reads a group of keys: a script's redis.call costs about a
-# microsecond each, a Redis call from Lua more than the work it does here.
-_BUMP = """
-local tag_ttl = tonumber(ARGV[1])
-local nbump = tonumber(ARGV[2])
+# Shared by the scripts. One MGET reads a group of keys: a script's redis.call
+# costs about a microsecond each, a Redis call from Lua more than the work it
+# does here.
+#
+# A mark (a write being committed) is a string of "holder:deadline" pairs, the
+# deadline in milliseconds of the server's clock; the key expires with its
+# latest deadline, and a holder past its own is dropped whenever the key is
+# written, so a writer that died leaves its mark for at most its bound.
+_COMMON = """
 local function mget(first, count)
   local out = {}
   for start = first, first + count - 1, 1000 do
@@ -40,6 +39,57 @@ local function mget(first, count)
   end
   return out
 end
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local function holders(value, now, token)
+  local kept, latest = {}, 0
+  if value then
+    for holder, deadline in string.gmatch(value, '(%w+):(%d+)') do
+      deadline = tonumber(deadline)
+      if holder ~= token and deadline > now then
+        kept[#kept + 1] = holder .. ':' .. deadline
+        if deadline > latest then latest = deadline end
+      end
+    end
+  end
+  return kept, latest
+end
+"""
+
+# Mark KEYS for the holder ARGV[1] until ARGV[2] ms from now.
+_MARK = (
+    _COMMON
+    + """
+local token = ARGV[1]
+local now = now_ms()
+local deadline = now + tonumber(ARGV[2])
+local found = mget(1, #KEYS)
+for i = 1, #KEYS do
+  local kept, latest = holders(found[i], now, token)
+  kept[#kept + 1] = token .. ':' .. deadline
+  if deadline > latest then latest = deadline end
+  redis.call('SET', KEYS[i], table.concat(kept, ' '), 'PX', latest - now)
+end
+return #KEYS
+"""
+)
+
+# Increment the versions that exist (a missing one stays missing; like Django's
+# incr, a bump keeps the key's expiry), lift the holder's marks, then store
+# each write whose expectations hold, or else increment its fallback versions.
+# ARGV: tag ttl (ms), number of bumps, number of marks to lift, their holder,
+# then per write: number of fallbacks, number of expectations, (mode, version)
+# pairs, ttl (ms, 0 = none), value.
+# KEYS: bumps, marks, then per write: its fallback keys, entry key and
+# expectation keys.
+_BUMP = (
+    _COMMON
+    + """
+local tag_ttl = tonumber(ARGV[1])
+local nbump = tonumber(ARGV[2])
+local nmark = tonumber(ARGV[3])
 local function bump(first, count)
   if count > 0 then
     local found = mget(first, count)
@@ -51,8 +101,23 @@ local function bump(first, count)
   end
 end
 bump(1, nbump)
-local k = nbump + 1
-local a = 3
+if nmark > 0 then
+  local now = now_ms()
+  local found = mget(nbump + 1, nmark)
+  for i = 1, nmark do
+    if found[i] then
+      local key = KEYS[nbump + i]
+      local kept, latest = holders(found[i], now, ARGV[4])
+      if #kept == 0 then
+        redis.call('DEL', key)
+      else
+        redis.call('SET', key, table.concat(kept, ' '), 'PX', latest - now)
+      end
+    end
+  end
+end
+local k = nbump + nmark + 1
+local a = 5
 local stored = 0
 while a <= #ARGV do
   local nfall = tonumber(ARGV[a])
@@ -93,6 +158,7 @@ while a <= #ARGV do
 end
 return stored
 """
+)
 
 # Create each missing version at the given fresh value; return all current values.
 _ENSURE = """
@@ -146,6 +212,7 @@ class _Line(threading.local):
     connection: Any = None
     pack: Any = None
     pid = 0
+    sent: tuple[Any, list[Any], list[Any]] | None = None  # a script sent whose reply is not read yet
 
 
 def _packer(connection: Any) -> Any:
@@ -196,6 +263,7 @@ class RedisStore(Store):
         super().__init__(alias)
         self.client = client
         self._bump = client.register_script(_BUMP)
+        self._mark = client.register_script(_MARK)
         self._ensure = client.register_script(_ENSURE)
         self._make_key = caches[alias].make_key
         self._made: dict[str, str] = {}
@@ -211,18 +279,14 @@ class RedisStore(Store):
         connection is opened with the pool's settings (address, database,
         password, timeouts) and closed when the thread ends.
         """
-        pool = self._pool
-        if pool is None:
+        if self._pool is None:
             return self.client.execute_command(*args)
         from redis.exceptions import ConnectionError
 
         line = self._line
-        connection = line.connection
-        if connection is None or line.pid != os.getpid():
-            # After a fork the parent's socket is left alone (the parent still uses it).
-            connection = line.connection = pool.connection_class(**pool.connection_kwargs)
-            line.pack = _packer(connection)
-            line.pid = os.getpid()
+        if line.sent is not None:
+            self.settle()
+        connection = self._connection()
         packed = line.pack(args)
         try:
             return _round_trip(connection, packed)
@@ -230,6 +294,54 @@ class RedisStore(Store):
             # A socket the server closed while idle: one retry on a new one.
             # Running a bump twice is safe: versions only move forward.
             return _round_trip(connection, packed)
+
+    def _connection(self) -> Any:
+        line = self._line
+        connection = line.connection
+        if connection is None or line.pid != os.getpid():
+            # After a fork the parent's socket is left alone (the parent still uses it).
+            pool = self._pool
+            assert pool is not None
+            connection = line.connection = pool.connection_class(**pool.connection_kwargs)
+            line.pack = _packer(connection)
+            line.pid = os.getpid()
+        return connection
+
+    def _send_script(self, script: Any, keys: list[Any], args: list[Any]) -> None:
+        """Send a script without waiting for its reply; ``settle`` (or the next command) reads it."""
+        line = self._line
+        if self._pool is None or line.sent is not None:
+            self._script(script, keys, args)
+            return
+        connection = self._connection()
+        packed = line.pack(("EVALSHA", script.sha, len(keys), *keys, *args))
+        try:
+            connection.send_packed_command(packed, check_health=False)
+        except BaseException:
+            connection.disconnect()
+            raise
+        line.sent = (script, keys, args)
+
+    def settle(self) -> None:
+        line = self._line
+        sent = line.sent
+        if sent is None:
+            return
+        line.sent = None
+        from redis.exceptions import ConnectionError, NoScriptError, ResponseError
+
+        try:
+            line.connection.read_response()
+        except NoScriptError:
+            self._script(*sent)
+        except ResponseError:
+            raise
+        except ConnectionError:
+            line.connection.disconnect()
+            self._script(*sent)  # once more on a new socket: marking twice under one holder is the same
+        except BaseException:
+            line.connection.disconnect()
+            raise
 
     def _script(self, script: Any, keys: Sequence[Any], args: Sequence[Any]) -> Any:
         from redis.exceptions import NoScriptError
@@ -250,13 +362,30 @@ class RedisStore(Store):
             made = self._made[key] = str(self._make_key(key))
             return made
 
-    def fetch(self, keys: Sequence[str], version_keys: Sequence[str]) -> tuple[list[Any], list[int | None]]:
+    def fetch(
+        self, keys: Sequence[str], version_keys: Sequence[str], mark_keys: Sequence[str] = ()
+    ) -> tuple[list[Any], list[int | None], list[bool]]:
         make_key = self._make_key
         made, make = self._made.get, self._version_key
-        names = [make_key(k) for k in keys] + [made(k) or make(k) for k in version_keys]
+        names = [make_key(k) for k in keys]
+        names += [made(k) or make(k) for k in version_keys]
+        names += [made(k) or make(k) for k in mark_keys]
         raw = self.command("MGET", *names) if names else []
-        n = len(keys)
-        return raw[:n], [_version(v) for v in raw[n:]]
+        n, m = len(keys), len(keys) + len(version_keys)
+        return raw[:n], [_version(v) for v in raw[n:m]], [v is not None for v in raw[m:]]
+
+    def mark(self, mark_keys: Sequence[str], token: str, bound: float, wait: bool = True) -> None:
+        if mark_keys:
+            made, make = self._made.get, self._version_key
+            names = [made(k) or make(k) for k in mark_keys]
+            args = [token, max(1, int(bound * 1000))]
+            if wait:
+                self._script(self._mark, names, args)
+            else:
+                self._send_script(self._mark, names, args)
+
+    def unmark(self, mark_keys: Sequence[str], token: str) -> None:
+        self.bump([], 0, (), (token, mark_keys))
 
     def ensure(self, version_keys: Sequence[str], timeout: int) -> list[int | None]:
         from .base import fresh_version
@@ -282,10 +411,21 @@ class RedisStore(Store):
         if keys:
             self.client.unlink(*(self._make_key(k) for k in keys))
 
-    def bump(self, version_keys: Sequence[str], timeout: int, writes: Sequence[Write] = ()) -> int:
+    def bump(
+        self,
+        version_keys: Sequence[str],
+        timeout: int,
+        writes: Sequence[Write] = (),
+        unmark: tuple[str, Sequence[str]] | None = None,
+    ) -> int:
         made, make = self._made.get, self._version_key
         keys = [made(k) or make(k) for k in version_keys]
-        args: list[Any] = [timeout * 1000, len(keys)]
+        nbump = len(keys)
+        token = ""
+        if unmark is not None:
+            token = unmark[0]
+            keys += [made(k) or make(k) for k in unmark[1]]
+        args: list[Any] = [timeout * 1000, nbump, len(keys) - nbump, token]
         for write in writes:
             keys += [made(k) or make(k) for k in write.otherwise]
             keys.append(self._make_key(write.key))
@@ -325,18 +465,17 @@ class RedisStore(Store):
                 i += 2
         return touched
 
-    def delete_pattern(self, pattern: str) -> int:
-        """UNLINK every key matching ``pattern`` (a glob over django-cachekit's key names)."""
+    def match_tags(self, pattern: str) -> list[str]:
+        """The tags whose version keys match ``pattern`` (a glob over tag names), found by SCAN.
+
+        Only the glob is the caller's: the key's prefix and the cache's own parts
+        around it are matched literally.
+        """
         marker = "\x00"
-        head, _, tail = str(self._make_key(marker)).partition(marker)
+        head, _, tail = str(self._make_key(keys.version_key(marker))).partition(marker)
         match = _GLOB.sub(r"\\\1", head) + pattern + _GLOB.sub(r"\\\1", tail)
-        deleted = 0
-        batch: list[bytes] = []
+        found: dict[str, None] = {}  # SCAN may return a key more than once
         for key in self.client.scan_iter(match=match, count=1000):
-            batch.append(key)
-            if len(batch) >= 500:
-                deleted += self.client.unlink(*batch)
-                batch = []
-        if batch:
-            deleted += self.client.unlink(*batch)
-        return deleted
+            name = key.decode() if isinstance(key, bytes) else str(key)
+            found[name[len(head) : len(name) - len(tail)]] = None
+        return list(found)

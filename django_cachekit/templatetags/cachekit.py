@@ -285,7 +285,7 @@ def do_cachefragment(parser: Parser, token: Token) -> CacheFragmentNode:
     parser.delete_first_token()
     origin = parser.origin
     where = (origin.template_name or origin.name) if origin is not None else ""
-    source = keys.digest(repr((where, token.contents, body)))
+    source = keys.digest(keys.exact((where, token.contents, body)))
     return CacheFragmentNode(name, objects, options, nodelist, source, loop)
 
 

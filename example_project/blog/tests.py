@@ -357,9 +357,9 @@ class FragmentTests(CacheIsolationMixin, TransactionTestCase):
         fetch = store.fetch
         reads = []
 
-        def counting(keys, version_keys):
+        def counting(keys, version_keys, mark_keys=()):
             reads.append([k for k in keys if ":fr:" in k])
-            return fetch(keys, version_keys)
+            return fetch(keys, version_keys, mark_keys)
 
         with mock.patch.object(store, "fetch", counting):
             self.client.get(url)

@@ -110,3 +110,27 @@ class Tagged(CachedModelMixin, models.Model):
 
     class CacheMeta:
         tags = ("plain:{plain_id}",)
+
+
+# -- raw SQL
+
+
+class ArticleTotals(CachedModelMixin, models.Model):
+    """A cached model on a materialized view its test creates (tests/test_rawsql.py)."""
+
+    author_id = models.IntegerField(primary_key=True)
+    total = models.IntegerField()
+
+    class Meta:
+        managed = False
+        db_table = "testapp_articletotals"
+
+
+class Legacy(CachedModelMixin, models.Model):
+    """A cached model on a table Django does not manage; its test creates it."""
+
+    name = models.CharField(max_length=50)
+
+    class Meta:
+        managed = False
+        db_table = "testapp_legacy"

@@ -54,14 +54,14 @@ class Command(BaseCommand):
                 done.extend(f"tag {tag!r}" for tag in tags)
             for pattern in patterns:
                 try:
-                    deleted = api.invalidate_pattern(pattern)
+                    matched = api.invalidate_pattern(pattern)
                 except api.PatternUnsupported as exc:
                     raise CommandError(f"--pattern needs a Redis cache: {exc}") from None
                 except ValueError as exc:
                     raise CommandError(str(exc)) from None
                 except Exception as exc:  # the cache client's own errors
                     raise CommandError(f"The cache {alias!r} failed: {type(exc).__name__}: {exc}") from None
-                done.append(f"pattern {pattern!r} ({deleted} key{'s' if deleted != 1 else ''} deleted)")
+                done.append(f"pattern {pattern!r} ({matched} name{'s' if matched != 1 else ''} retired)")
             if core.runtime().breaker.lost_invalidations:
                 raise CommandError(f"The cache {alias!r} could not be reached: nothing was invalidated.")
         if verbosity >= 1:

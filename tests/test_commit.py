@@ -1,0 +1,227 @@
+"""The commit protocol: a write's tags are marked before it commits and bumped
+right after, before any ``on_commit`` hook of the application runs.
+
+Another process reading in the round trip between COMMIT and the bump is
+neither served the old entry nor stores what it read; a hook that hands work
+to the next process (``on_commit(lambda: task.delay(pk))``) reads the new row;
+a writer that dies between its mark and its bump leaves the tags unusable for
+``WRITE_MARK_TIMEOUT`` at most.
+"""
+
+import time
+
+import pytest
+from django.db import connection, transaction
+from django.db.models.signals import pre_save
+from django.test import override_settings
+
+from django_cachekit import core, keys, meta
+from tests.conftest import CACHE, DB, REDIS_CACHES
+from tests.factories import ArticleFactory
+from tests.test_race import finish, in_thread
+from tests.testapp.models import Article
+
+pytestmark = pytest.mark.django_db(transaction=True)
+needs_threads = pytest.mark.skipif(DB != "postgres", reason="a second connection reading during a commit")
+
+
+def _cached_title(pk):
+    return Article.objects.cache().get(pk=pk).title
+
+
+def _primed(title="old"):
+    article = ArticleFactory(title=title)
+    assert _cached_title(article.pk) == title
+    assert _cached_title(article.pk) == title  # now a hit
+    return article
+
+
+@pytest.fixture
+def in_the_gap(monkeypatch):
+    """Run ``read`` in another thread (and connection) at the first bump with
+    tags: the moment COMMIT has returned but the bump is not yet sent."""
+    seen = []
+    original = core.bump
+
+    def start(read):
+        def bump(tags, *args, **kwargs):
+            if tags and not seen:
+                thread, errors = in_thread(lambda: seen.append(read()))
+                finish(thread, errors)
+            return original(tags, *args, **kwargs)
+
+        monkeypatch.setattr(core, "bump", bump)
+        return seen
+
+    return start
+
+
+@needs_threads
+@pytest.mark.parametrize("atomic", [False, True], ids=["autocommit", "atomic"])
+def test_a_read_between_commit_and_bump_gets_the_new_row(in_the_gap, queries, atomic):
+    article = _primed()
+    seen = in_the_gap(lambda: _cached_title(article.pk))
+    article.title = "new"
+    if atomic:
+        with transaction.atomic():
+            article.save()
+    else:
+        article.save()
+    assert seen == ["new"]
+    with queries(0):  # the save's write-through is stored: what the reader read was not
+        assert _cached_title(article.pk) == "new"
+
+
+@needs_threads
+def test_a_list_read_between_commit_and_bump_is_neither_served_nor_stored(in_the_gap, queries):
+    article = _primed()
+
+    def titles():
+        return list(Article.objects.cache().filter(pk=article.pk).values_list("title", flat=True))
+
+    assert titles() == ["old"]
+    seen = in_the_gap(titles)
+    with transaction.atomic():
+        Article.objects.filter(pk=article.pk).update(title="new")
+    assert seen == [["new"]]
+    with queries(1):
+        assert titles() == ["new"]
+    with queries(0):
+        assert titles() == ["new"]
+
+
+@needs_threads
+def test_a_raw_statement_that_commits_as_it_runs_is_marked_before_it_runs(in_the_gap):
+    article = _primed()
+    seen = in_the_gap(lambda: _cached_title(article.pk))
+    with connection.cursor() as cursor:
+        cursor.execute(f"UPDATE {Article._meta.db_table} SET title = %s WHERE id = %s", ["new", article.pk])
+    assert seen == ["new"]
+    assert _cached_title(article.pk) == "new"
+
+
+def _hook_reads(article, seen):
+    transaction.on_commit(lambda: seen.append(_cached_title(article.pk)))
+
+
+def test_a_hook_registered_before_the_first_write_reads_the_new_row():
+    article = _primed()
+    seen = []
+    with transaction.atomic():
+        _hook_reads(article, seen)
+        article.title = "new"
+        article.save()
+    assert seen == ["new"]
+
+
+def test_a_hook_registered_in_a_pre_save_receiver_reads_the_new_row():
+    article = _primed()
+    seen = []
+
+    def receiver(sender, instance, **kwargs):
+        _hook_reads(instance, seen)
+
+    pre_save.connect(receiver, sender=Article, dispatch_uid="test_commit.hook")
+    try:
+        with transaction.atomic():
+            article.title = "new"
+            article.save()
+    finally:
+        pre_save.disconnect(dispatch_uid="test_commit.hook", sender=Article)
+    assert seen == ["new"]
+
+
+def test_a_hook_of_an_inner_block_after_the_outer_block_wrote_reads_the_new_row():
+    article = _primed()
+    other = ArticleFactory(title="other")
+    seen = []
+    with transaction.atomic():
+        other.title = "other, changed"
+        other.save()
+        with transaction.atomic():
+            _hook_reads(article, seen)
+            article.title = "new"
+            article.save()
+    assert seen == ["new"]
+
+
+def test_a_rolled_back_transaction_bumps_nothing_and_leaves_no_mark(queries):
+    article = _primed()
+    with pytest.raises(RuntimeError), transaction.atomic():
+        article.title = "new"
+        article.save()
+        raise RuntimeError
+    with queries(0):
+        assert _cached_title(article.pk) == "old"
+
+
+@needs_threads
+def test_a_transaction_managed_by_hand_is_bumped_at_its_commit(queries):
+    article = _primed()
+    transaction.set_autocommit(False)
+    try:
+        article.title = "new"
+        article.save()
+        # Another connection reads the row as committed (old) and stores it.
+        thread, errors = in_thread(lambda: _cached_title(article.pk))
+        finish(thread, errors)
+        with queries(1):  # this connection reads its own write
+            assert _cached_title(article.pk) == "new"
+        transaction.commit()
+    finally:
+        transaction.set_autocommit(True)
+    assert _cached_title(article.pk) == "new"
+
+
+@needs_threads
+def test_a_transaction_managed_by_hand_and_rolled_back_bumps_nothing(queries):
+    article = _primed()
+    transaction.set_autocommit(False)
+    try:
+        article.title = "new"
+        article.save()
+        transaction.rollback()
+    finally:
+        transaction.set_autocommit(True)
+    with queries(0):
+        assert _cached_title(article.pk) == "old"
+
+
+def _article_tags(article):
+    return list(meta.info(Article).object_tags(article.pk))
+
+
+def test_a_writer_that_dies_after_marking_blocks_its_tags_for_the_bound_only(queries):
+    article = _primed()
+    with override_settings(CACHEKIT={"CACHE_ALIAS": "default", "TIMEOUT": 600, "WRITE_MARK_TIMEOUT": 1}):
+        core.mark(_article_tags(article), core.new_token())  # and never bumps
+        with queries(1):  # marked: not served
+            assert _cached_title(article.pk) == "old"
+        with queries(1):  # and not stored
+            assert _cached_title(article.pk) == "old"
+        time.sleep(1.3)
+        with queries(0):  # past the bound: the entry (no write reached it) is served again
+            assert _cached_title(article.pk) == "old"
+
+
+@pytest.mark.skipif(CACHE not in REDIS_CACHES, reason="a deadline per writer is the Redis store's")
+def test_on_redis_each_writer_has_its_own_deadline():
+    store = core.runtime().store
+    (mark,) = keys.mark_keys(["u:test-deadlines"])
+
+    def marked():
+        return store.fetch([], [], [mark])[2] == [True]
+
+    store.mark([mark], "dead", 1.0)  # never lifted
+    store.mark([mark], "live", 60.0)
+    time.sleep(1.3)
+    assert marked()  # the live writer still holds it
+    store.unmark([mark], "live")
+    assert not marked()  # the dead writer's deadline has passed: nothing is left
+
+    store.mark([mark], "dead", 1.0)
+    store.mark([mark], "live", 60.0)
+    store.unmark([mark], "live")
+    assert marked()  # the dead writer is within its bound
+    time.sleep(1.3)
+    assert not marked()

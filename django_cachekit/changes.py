@@ -139,6 +139,8 @@ class SavePlan:
     # The watched values before the UPDATE and the declared and touch tags they
     # change, worked out before the statement so they can be marked first.
     early: tuple[tuple[Any, ...], list[str]] | None = None
+    # The old and new foreign-key values and their field tags, likewise.
+    early_keyed: tuple[tuple[Any, ...], tuple[Any, ...], list[str] | None] | None = None
     marks: list[str] | None = None  # what the save is expected to bump
 
 
@@ -187,7 +189,11 @@ def _expected_tags(plan: SavePlan, obj: models.Model, db: str) -> list[str]:
     tags = [*info.model_tags, *(keys.object_tag(table, pk) for table in info.tables)]
     if info.keyed:
         old = obj.__dict__.get(KEYED_ATTR)
-        found = _keyed_tags(info, old, info.keyed_values(obj)) if plan.covered is not None and old else None
+        found = None
+        if plan.covered is not None and old is not None:
+            new = info.keyed_values(obj)
+            found = _keyed_tags(info, old, new)
+            plan.early_keyed = (old, new, found)
         tags += info.keyed_tags if found is None else found
     if info.watched:
         values = info.watched_values(obj)
@@ -248,7 +254,18 @@ def after_save(
         if plan.covered is not None:
             # The UPDATE left the keyed tag alone: report the old and new values,
             # which hold only if the write-through's check does; else bump it.
-            found = _keyed_tags(info, old, new_keyed) if old is not None and row is not None else None
+            early_keyed = plan.early_keyed
+            if old is None or row is None:
+                found = None
+            elif (
+                early_keyed is not None
+                and early_keyed[0] is old
+                and early_keyed[1] == new_keyed
+                and tuple(map(type, early_keyed[1])) == tuple(map(type, new_keyed))
+            ):
+                found = early_keyed[2]
+            else:
+                found = _keyed_tags(info, old, new_keyed)
             if found is None:
                 tags += info.keyed_tags
             else:

@@ -225,3 +225,12 @@ def test_on_redis_each_writer_has_its_own_deadline():
     assert marked()  # the dead writer is within its bound
     time.sleep(1.3)
     assert not marked()
+
+
+@pytest.mark.skipif(DB != "postgres", reason="a failing statement on its own connection")
+def test_a_statement_that_fails_lifts_its_marks(queries):
+    article = _primed()
+    with pytest.raises(Exception), connection.cursor() as cursor:
+        cursor.execute(f"UPDATE {Article._meta.db_table} SET views = views / 0 WHERE id = %s", [article.pk])
+    with queries(0):  # nothing changed, and no mark is left to keep the entry from being served
+        assert _cached_title(article.pk) == "old"

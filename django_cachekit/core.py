@@ -345,7 +345,20 @@ def bump(tags: Sequence[str], writes: Sequence[Write] = (), unmark: tuple[str, S
         return
     # One invalidation per model (or namespace) per bump, whatever the number of its tags.
     grouped = metrics.by_namespace(tags)
-    if not rt.call(rt.store.bump, keys.version_keys(tags), conf.TAG_TIMEOUT, writes, lifted)[0]:
+    vkeys = keys.version_keys(tags)
+    failed = None
+    # While every tag it bumps is marked, no reader trusts what the bump retires
+    # until it has run: its reply need not be waited for. (A write's fallback
+    # tags are bumped only when another writer reached the row, whose own marks
+    # and bump cover what it changed.)
+    if unmark is not None and set(keys.version_keys(unmark[1])).issuperset(vkeys):
+
+        def failed(exc: BaseException) -> None:
+            metrics.record("error", "cache")
+            rt.breaker.failure(exc)
+            rt.lost(lifted)
+
+    if not rt.call(rt.store.bump, vkeys, conf.TAG_TIMEOUT, writes, lifted, failed)[0]:
         rt.lost(lifted)
         return
     for namespace, bumped in grouped.items():

@@ -158,6 +158,74 @@ def test_bump_loads_its_script_again_after_a_script_flush(store):
 
 
 @needs_redis
+def test_a_bump_sent_without_waiting_is_applied_before_the_next_command(store):
+    (v,) = store.ensure(["ck:test:deferred"], 600)
+    failures = []
+    store.bump(["ck:test:deferred"], 600, failed=failures.append)
+    assert store._line.sent  # its reply is still owed
+    assert versions(store, "ck:test:deferred") == [v + 1]
+    assert not store._line.sent and failures == []
+
+
+@needs_redis
+def test_a_bump_whose_reply_is_lost_with_its_connection_runs_again(store):
+    (v,) = store.ensure(["ck:test:deferred-lost"], 600)
+    store.client.script_flush()  # and the server does not know the script either
+    failures = []
+    store.bump(["ck:test:deferred-lost"], 600, failed=failures.append)
+    store.bump(["ck:test:deferred-lost"], 600, failed=failures.append)
+    store.settle()
+    assert versions(store, "ck:test:deferred-lost") == [v + 2]
+    store.bump(["ck:test:deferred-lost"], 600, failed=failures.append)
+    store._line.connection.disconnect()  # the reply is gone; whether it ran is unknown
+    store.settle()
+    assert versions(store, "ck:test:deferred-lost")[0] in (v + 3, v + 4)  # run again: only forward
+    assert failures == []
+
+
+@needs_redis
+def test_a_bump_that_fails_after_it_was_sent_is_reported(store, monkeypatch):
+    from redis.exceptions import TimeoutError
+
+    store.ensure(["ck:test:deferred-failed"], 600)
+    failures = []
+    store.bump(["ck:test:deferred-failed"], 600, failed=failures.append)
+    connection = store._line.connection
+
+    def hung(*args, **kwargs):
+        raise TimeoutError("Timeout reading from socket")
+
+    monkeypatch.setattr(connection, "read_response", hung)
+    store.settle()
+    assert [type(f) for f in failures] == [TimeoutError]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_save_whose_deferred_bump_failed_is_not_forgotten(monkeypatch):
+    from django_cachekit.backends.redis import RedisStore
+    from tests.factories import ArticleFactory
+
+    article = ArticleFactory()
+    rt = core.runtime()
+    lost = []
+    monkeypatch.setattr(rt, "lost", lost.append)
+    if not isinstance(rt.store, RedisStore):
+        pytest.skip("only the Redis store sends a bump without waiting")
+    original = RedisStore.bump
+
+    def failing(self, *args, failed=None):
+        assert failed is not None  # every tag the save bumps is marked
+        failed(ConnectionError("gone"))
+        return 0
+
+    monkeypatch.setattr(RedisStore, "bump", failing)
+    article.title = "changed"
+    article.save()
+    monkeypatch.setattr(RedisStore, "bump", original)
+    assert len(lost) == 1 and lost[0] is not None
+
+
+@needs_redis
 @pytest.mark.filterwarnings("ignore:This process .* is multi-threaded")
 def test_a_forked_child_opens_its_own_connection(store):
     keys = [f"ck:test:fork:{i}" for i in range(2)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -130,9 +130,15 @@ class Store:
         timeout: int,
         writes: Sequence[Write] = (),
         unmark: tuple[str, Sequence[str]] | None = None,
+        failed: Callable[[BaseException], None] | None = None,
     ) -> int:
         """Increment existing versions, then store each write whose expectations hold,
         then lift the marks ``unmark`` (a token and its mark keys) set.
+
+        With ``failed``, a store may send the bump without waiting for its reply
+        and tell ``failed`` later if it did not take effect; the return value is
+        then 0. Callers pass it only when every tag bumped is marked, so that
+        no reader trusts what the bump retires before it runs.
 
         A missing version key is left missing: no entry can be stamped with it,
         and the next reader creates it at a fresh value. Returns how many writes

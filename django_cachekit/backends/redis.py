@@ -11,7 +11,7 @@ import math
 import os
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from django.core.cache import BaseCache, caches
@@ -208,11 +208,25 @@ def _own_connections(client: Any) -> Any | None:
     return pool
 
 
+class _Sent:
+    """A script sent on a thread's connection whose reply is not read yet."""
+
+    __slots__ = ("args", "failed", "keys", "script")
+
+    def __init__(self, script: Any, keys: list[Any], args: list[Any], failed: Failed | None) -> None:
+        self.script, self.keys, self.args, self.failed = script, keys, args, failed
+
+
+Failed = Callable[[BaseException], None]
+
+
 class _Line(threading.local):
     connection: Any = None
     pack: Any = None
     pid = 0
-    sent: tuple[Any, list[Any], list[Any]] | None = None  # a script sent whose reply is not read yet
+
+    def __init__(self) -> None:
+        self.sent: list[_Sent] = []
 
 
 def _packer(connection: Any) -> Any:
@@ -284,7 +298,7 @@ class RedisStore(Store):
         from redis.exceptions import ConnectionError
 
         line = self._line
-        if line.sent is not None:
+        if line.sent:
             self.settle()
         connection = self._connection()
         packed = line.pack(args)
@@ -307,10 +321,14 @@ class RedisStore(Store):
             line.pid = os.getpid()
         return connection
 
-    def _send_script(self, script: Any, keys: list[Any], args: list[Any]) -> None:
-        """Send a script without waiting for its reply; ``settle`` (or the next command) reads it."""
+    def _send_script(self, script: Any, keys: list[Any], args: list[Any], failed: Failed | None = None) -> None:
+        """Send a script without waiting for its reply; ``settle`` (or the next command) reads it.
+
+        ``failed`` is told if the script turns out to have failed; without it
+        the error is raised by ``settle``.
+        """
         line = self._line
-        if self._pool is None or line.sent is not None:
+        if self._pool is None:
             self._script(script, keys, args)
             return
         connection = self._connection()
@@ -319,29 +337,73 @@ class RedisStore(Store):
             connection.send_packed_command(packed, check_health=False)
         except BaseException:
             connection.disconnect()
+            self._lose_sent()
             raise
-        line.sent = (script, keys, args)
+        line.sent.append(_Sent(script, keys, args, failed))
+
+    def _lose_sent(self) -> None:
+        # The connection is gone with the replies it owed: run those scripts again.
+        sent, self._line.sent = self._line.sent, []
+        self._again(sent)
+
+    def _again(self, sent: list[_Sent]) -> None:
+        error: BaseException | None = None
+        for item in sent:
+            try:
+                self._script(item.script, item.keys, item.args)
+            except Exception as exc:
+                if item.failed is None:
+                    error = error or exc
+                else:
+                    item.failed(exc)
+        if error is not None:
+            raise error
 
     def settle(self) -> None:
+        """Read every reply owed to what ``_send_script`` sent on this thread, in order.
+
+        A script the server did not know (a restarted or flushed server) or whose
+        reply was lost with the connection runs again: marking twice under one
+        holder is the same, and a bump only moves versions forward.
+        """
         line = self._line
         sent = line.sent
-        if sent is None:
+        if not sent:
             return
-        line.sent = None
+        line.sent = []
+        if line.pid != os.getpid():
+            return  # sent by the process this one was forked from, which reads its replies
         from redis.exceptions import ConnectionError, NoScriptError, ResponseError
 
+        again: list[_Sent] = []
+        error: BaseException | None = None
+        for index, item in enumerate(sent):
+            try:
+                line.connection.read_response()
+            except NoScriptError:
+                again.append(item)
+            except ResponseError as exc:  # refused, read whole: the connection stays usable
+                if item.failed is None:
+                    error = error or exc
+                else:
+                    item.failed(exc)
+            except ConnectionError:
+                line.connection.disconnect()
+                again += sent[index:]
+                break
+            except BaseException as exc:  # a timeout: what the server did is unknown
+                line.connection.disconnect()
+                for lost in sent[index:]:
+                    if lost.failed is None:
+                        error = error or exc
+                    else:
+                        lost.failed(exc)
+                break
         try:
-            line.connection.read_response()
-        except NoScriptError:
-            self._script(*sent)
-        except ResponseError:
-            raise
-        except ConnectionError:
-            line.connection.disconnect()
-            self._script(*sent)  # once more on a new socket: marking twice under one holder is the same
-        except BaseException:
-            line.connection.disconnect()
-            raise
+            self._again(again)
+        finally:
+            if error is not None:
+                raise error
 
     def _script(self, script: Any, keys: Sequence[Any], args: Sequence[Any]) -> Any:
         from redis.exceptions import NoScriptError
@@ -417,6 +479,7 @@ class RedisStore(Store):
         timeout: int,
         writes: Sequence[Write] = (),
         unmark: tuple[str, Sequence[str]] | None = None,
+        failed: Failed | None = None,
     ) -> int:
         made, make = self._made.get, self._version_key
         keys = [made(k) or make(k) for k in version_keys]
@@ -435,6 +498,9 @@ class RedisStore(Store):
                 args += ("c" if expect.create else "v", expect.version)
             args.extend((write.timeout * 1000 if write.timeout else 0, write.value))
         if not keys:
+            return 0
+        if failed is not None and self._pool is not None:
+            self._send_script(self._bump, keys, args, failed)
             return 0
         return int(self._script(self._bump, keys, args))
 

@@ -12,11 +12,13 @@ from .api import (
     invalidate_pattern,
     invalidate_tags,
 )
+from .outbox import InvalidationUnavailable
 from .warming import warmer
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "InvalidationUnavailable",
     "PatternUnsupported",
     "cache_disabled",
     "cached",

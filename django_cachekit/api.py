@@ -110,7 +110,7 @@ def _matching_at_commit(pattern: str) -> list[str]:
     rt = core.runtime()
     ok, found = rt.call(_matching_tags, pattern)
     if not ok or found is None:
-        rt.breaker.lost_invalidations = True
+        rt.retire_all = True
         return []
     return found
 

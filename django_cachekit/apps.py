@@ -14,7 +14,10 @@ class CachekitConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import changes, checks, dbhook, meta  # noqa: F401  (checks registers itself)
+        from . import changes, checks, core, dbhook, meta, outbox  # noqa: F401  (checks registers itself)
+
+        if outbox.poll not in core.Runtime.repairs:
+            core.Runtime.repairs.append(outbox.poll)
 
         connection_created.connect(dbhook.install, dispatch_uid="django_cachekit.install")
         dbhook.install_all()

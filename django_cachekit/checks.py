@@ -56,6 +56,17 @@ _SETTING_RULES: dict[str, tuple[str, Callable[[Any], bool], str]] = {
         lambda v: (_is_int(v) or isinstance(v, float)) and 0 < v <= 600,
         "a positive number of seconds, at most 600",
     ),
+    "SOCKET_TIMEOUT": (
+        "django_cachekit.E031",
+        lambda v: (_is_int(v) or isinstance(v, float)) and 0 < v <= 60,
+        "a positive number of seconds, at most 60",
+    ),
+    "STRICT_INVALIDATION": ("django_cachekit.E032", lambda v: isinstance(v, bool), "True or False"),
+    "PENDING_POLL": (
+        "django_cachekit.E033",
+        lambda v: (_is_int(v) or isinstance(v, float)) and 0 < v <= 3600,
+        "a positive number of seconds, at most 3600",
+    ),
     "METRICS": ("django_cachekit.E012", lambda v: isinstance(v, bool), "True or False"),
     "METRICS_FLUSH_INTERVAL": (
         "django_cachekit.E013",

@@ -25,6 +25,9 @@ DEFAULTS: dict[str, Any] = {
     "BREAKER_THRESHOLD": 5,
     "BREAKER_COOLDOWN": 10.0,
     "WRITE_MARK_TIMEOUT": 5.0,
+    "SOCKET_TIMEOUT": 0.2,
+    "STRICT_INVALIDATION": False,
+    "PENDING_POLL": 1.0,
     "METRICS": True,
     "METRICS_FLUSH_INTERVAL": 10.0,
     "REPLICAS": {},
@@ -99,6 +102,18 @@ class Settings:
     @cached_property
     def WRITE_MARK_TIMEOUT(self) -> float:
         return float(self._get("WRITE_MARK_TIMEOUT"))
+
+    @cached_property
+    def SOCKET_TIMEOUT(self) -> float:
+        return float(self._get("SOCKET_TIMEOUT"))
+
+    @cached_property
+    def STRICT_INVALIDATION(self) -> bool:
+        return bool(self._get("STRICT_INVALIDATION"))
+
+    @cached_property
+    def PENDING_POLL(self) -> float:
+        return float(self._get("PENDING_POLL"))
 
     @cached_property
     def METRICS(self) -> bool:

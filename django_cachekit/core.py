@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import secrets
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -68,52 +69,160 @@ def tallying(dry: bool = False) -> Iterator[Tally]:
         _tally.reset(token)
 
 
+Repair = Callable[["Runtime"], bool]
+CLOCK_TIMEOUT = 10 * 365 * 24 * 3600
+
+
 class Runtime:
-    """A cache alias as django-cachekit uses it: its store and its circuit breaker."""
+    """A cache alias as django-cachekit uses it: its store, its circuit breaker,
+    and what this process owes it.
+
+    A bump that could not be delivered is owed, tag by tag: before this process
+    trusts the cache again it delivers them (or makes those versions missing).
+    ``repairs`` are called every ``PENDING_POLL`` seconds by lookups: the
+    invalidation layer looks there for what other processes could not deliver.
+    """
+
+    repairs: list[Repair] = []
 
     def __init__(self, alias: str) -> None:
         self.alias = alias
         self.breaker = Breaker()
-        # Marks whose lifting failed (their bump was lost): lifted when the cache is back.
+        self._lock = threading.Lock()
+        self.owed: dict[str, None] = {}  # tags whose bump is not delivered yet
+        self.retire_all = False  # too many owed, or the store's versions moved back: bump the global tag
+        # Marks whose lifting was lost with their bump: lifted once the cache answers
+        # (a server that only paused may have set them late).
         self.unlifted: list[tuple[str, list[str]]] = []
+        self.next_poll = 0.0
+        self._clock = threading.local()
+        self._last = threading.local()  # how this thread's last failed call failed
+
+    def refused(self) -> bool:
+        """Whether this thread's last failed call was refused by a cache that answered
+        (a full Redis), rather than not answered: then a delete may still get through."""
+        return getattr(self._last, "refused", False)
+
+    def owed_tags(self) -> list[str]:
+        with self._lock:
+            return [*self.owed, *([keys.GLOBAL_TAG] if self.retire_all else ())]
+
+    def delivered(self, tags: Sequence[str]) -> None:
+        with self._lock:
+            for tag in tags:
+                self.owed.pop(tag, None)
+            if keys.GLOBAL_TAG in tags:
+                self.retire_all = False
+
+    def clock_holds(self, value: int | None) -> bool:
+        """Whether the store's clock (advanced by every bump) is where this thread
+        last saw it or later. A clock that went back (a restart from an older
+        snapshot, a failover to a replica that missed bumps) may make old entries
+        valid again: every entry is retired before the cache is trusted again. A
+        missing clock (a new, flushed or restarted-empty cache) is created from
+        the time of day, so that it starts past any clock it replaces."""
+        local = self._clock
+        seen = getattr(local, "seen", None)
+        if value is None:
+            local.seen = None
+            start = time.time_ns() // 1000 * 1024
+            self.call(self.store.ensure, [keys.clock_key()], CLOCK_TIMEOUT, [start])
+            return True
+        if seen is None or value >= seen:
+            local.seen = value
+            return True
+        logger.warning(
+            "django-cachekit: the cache's versions moved back (%s after %s): every entry is retired", value, seen
+        )
+        local.seen = None
+        with self._lock:
+            self.retire_all = True
+        self.repair()
+        return False
 
     @property
     def store(self) -> Store:
         return get_store(self.alias)
 
+    @property
+    def lost_invalidations(self) -> bool:
+        return bool(self.owed or self.retire_all)
+
     def call(self, fn: Callable[..., T], *args: Any) -> tuple[bool, T | None]:
-        """Run a store call: ``(True, result)``, or ``(False, None)`` after counting the failure."""
+        """Run a store call: ``(True, result)``, or ``(False, None)`` after counting the failure.
+
+        Only an unreachable cache counts toward the breaker: a key or value the
+        cache refuses is the caller's error, logged and counted as an error.
+        """
         try:
             result = fn(*args)
         except Exception as exc:  # any cache client error: the database stays the source of truth
             metrics.record("error", "cache")
-            self.breaker.failure(exc)
+            unreachable = self.store.unreachable(exc)
+            self._last.refused = not unreachable
+            if unreachable:
+                self.breaker.failure(exc)
+            else:
+                logger.warning("django-cachekit: the cache refused a call: %r", exc)
             return False, None
         self.breaker.success()
         return True, result
 
     def usable(self) -> bool:
-        breaker = self.breaker
-        if not breaker.allow():
+        if not self.breaker.allow():
             return False
-        if breaker.lost_invalidations:
-            # Bumps were lost while the cache was unreachable: retire every entry first.
-            if not self.call(self.store.bump, keys.version_keys([keys.GLOBAL_TAG]), conf.TAG_TIMEOUT)[0]:
-                return False
-            breaker.lost_invalidations = False
-            # Every entry is retired now: what those writers marked may be read again.
-            while self.unlifted:
-                token, mark_keys = self.unlifted.pop()
-                if not self.call(self.store.unmark, mark_keys, token)[0]:
-                    self.unlifted.append((token, mark_keys))
-                    return False
+        if (self.owed or self.retire_all or self.unlifted) and not self.repair():
+            return False
+        if self.repairs:
+            now = time.monotonic()
+            if now >= self.next_poll:
+                self.next_poll = now + conf.PENDING_POLL
+                for repair in self.repairs:
+                    if not repair(self):
+                        self.next_poll = now  # try again at the next lookup
+                        return False
         return True
 
-    def lost(self, unmark: tuple[str, list[str]] | None) -> None:
-        """A bump could not be sent: retire everything before the cache is trusted again."""
-        self.breaker.lost_invalidations = True
-        if unmark is not None and len(self.unlifted) < 1000:
-            self.unlifted.append(unmark)
+    def retire(self, tags: Sequence[str]) -> bool:
+        """Bump ``tags``, or else make their versions missing (a full cache refuses
+        a bump but not a delete); whether either was done."""
+        vkeys = keys.version_keys(tags)
+        if self.call(self.store.bump, [*vkeys, keys.clock_key()], conf.TAG_TIMEOUT)[0]:
+            return True
+        return self.refused() and self.call(self.store.delete_many, vkeys)[0]
+
+    def repair(self) -> bool:
+        """Deliver what this process owes the cache; False while it cannot."""
+        tags = self.owed_tags()
+        if tags:
+            if not self.retire(tags):
+                return False
+            self.delivered(tags)
+            logger.warning("django-cachekit: %d invalidation(s) delivered late", len(tags))
+        with self._lock:
+            unlifted, self.unlifted = self.unlifted, []
+        if unlifted and not self.call(self.store.unmark_many, unlifted)[0]:
+            with self._lock:
+                self.unlifted[:0] = unlifted
+            return False
+        return True
+
+    def lost(self, tags: Sequence[str], unmark: tuple[str, list[str]] | None = None) -> None:
+        """A bump of ``tags`` could not be delivered: owe it until the cache answers.
+
+        Its marks (``unmark``) are lifted then too (at most the last 100; the
+        others expire within ``WRITE_MARK_TIMEOUT``, only keeping those tags
+        from being cached meanwhile).
+        """
+        with self._lock:
+            if len(self.owed) + len(tags) > 10_000:
+                self.retire_all = True
+                self.owed.clear()
+            elif not self.retire_all:
+                self.owed.update(dict.fromkeys(tags))
+            if unmark is not None:
+                self.unlifted.append(unmark)
+                del self.unlifted[:-100]
 
 
 _runtimes: dict[str, Runtime] = {}
@@ -181,7 +290,7 @@ def lookup(
     if vkeys is None:
         vkeys = keys.version_keys(tags)
     needed = tags if required is None else tags[:required]
-    _, fetched = rt.call(rt.store.fetch, [key], vkeys, keys.mark_keys(needed))
+    fetched = _fetch(rt, [key], vkeys, keys.mark_keys(needed))
     if fetched is None:
         return False, None, None
     entries, found, marks = fetched
@@ -211,7 +320,7 @@ def lookup_many(items: Sequence[tuple[str, Sequence[str]]], namespace: str, requ
         return [(False, None, None)] * len(items)
     all_tags = list(dict.fromkeys(tag for _, tags in items for tag in tags))
     vkeys = keys.version_keys(all_tags)
-    _, fetched = rt.call(rt.store.fetch, [key for key, _ in items], vkeys, keys.mark_keys(all_tags))
+    fetched = _fetch(rt, [key for key, _ in items], vkeys, keys.mark_keys(all_tags))
     if fetched is None:
         return [(False, None, None)] * len(items)
     entries, found, marks = fetched
@@ -231,6 +340,24 @@ def lookup_many(items: Sequence[tuple[str, Sequence[str]]], namespace: str, requ
     return [(hit, payload, versions) for hit, payload in results]
 
 
+def _fetch(
+    rt: Runtime, entry_keys: list[str], vkeys: list[str], mark_keys: list[str]
+) -> tuple[list[Any], list[int | None], list[bool]] | None:
+    """``store.fetch`` with the store's clock; None if the cache failed or its
+    versions moved back (then nothing read now is trusted)."""
+    for _ in range(2):
+        _, fetched = rt.call(rt.store.fetch, entry_keys, [*vkeys, keys.clock_key()], mark_keys)
+        if fetched is None:
+            return None
+        entries, found, marks = fetched
+        if rt.clock_holds(found.pop()):
+            return entries, found, marks
+        if rt.lost_invalidations:  # the retirement did not reach the cache
+            break
+    metrics.record("bypass", "cache")
+    return None
+
+
 def _complete(rt: Runtime, tags: Sequence[str], vkeys: list[str], found: list[int | None]) -> Versions | None:
     """Versions with the missing ones created at fresh values; None if the cache failed."""
     missing = [k for k, v in zip(vkeys, found) if v is None]
@@ -247,7 +374,7 @@ def versions(tags: Sequence[str]) -> Versions | None:
     if not rt.usable():
         return None
     vkeys = keys.version_keys(tags)
-    _, fetched = rt.call(rt.store.fetch, [], vkeys, keys.mark_keys(tags))
+    fetched = _fetch(rt, [], vkeys, keys.mark_keys(tags))
     if fetched is None or True in fetched[2]:
         return None
     found = fetched[1]
@@ -271,7 +398,7 @@ def store(
         tally.stored[key] = timeout
         return
     value = codec.encode(tags, stamp(tags, versions), payload)
-    if rt.call(rt.store.set, key, value, timeout)[0]:
+    if rt.call(rt.store.set, key, value, timeout, keys.version_keys(tags))[0]:
         metrics.record("store", namespace)
         metrics.record_size(namespace, key, len(value))
         if tally is not None:
@@ -289,7 +416,8 @@ def store_many(
         tally.stored.update((key, timeout) for key, *_ in items)
         return
     values = {key: codec.encode(tags, stamp(tags, versions), payload) for key, tags, versions, payload in items}
-    if rt.call(rt.store.set_many, values, timeout)[0]:
+    vkeys = keys.version_keys(dict.fromkeys(tag for _, tags, _, _ in items for tag in tags))
+    if rt.call(rt.store.set_many, values, timeout, vkeys)[0]:
         metrics.record("store", namespace, len(items))
         for key, value in values.items():
             metrics.record_size(namespace, key, len(value))
@@ -308,59 +436,87 @@ def new_token() -> str:
     return secrets.token_hex(8)
 
 
-def mark(tags: Sequence[str], token: str, wait: bool = True) -> None:
+def mark(tags: Sequence[str], token: str, wait: bool = True) -> bool:
     """Say that a write of ``tags`` is about to be committed, before it is.
 
     Until the bump that follows the commit lifts it (or ``WRITE_MARK_TIMEOUT``
     passes, for a writer that died), readers of these tags in every process
-    neither serve entries nor store what they read: without it, between the
-    commit and the bump, another process could still be served the old row.
-    A mark that may not have been set (the cache timed out) is lifted like one
-    that was: a server that only paused may still apply it. With
-    ``wait=False`` the marks may be sent without waiting for the reply:
-    ``settle()`` must then be called before what they protect is written.
+    neither serve entries nor store what they read; and marking bumps the tags
+    too, so the entries stored before it are retired even if the bump after
+    the commit is lost. A mark that may not have been set (the cache timed
+    out) is lifted like one that was: a server that only paused may still
+    apply it. With ``wait=False`` the marks may be sent without waiting for the
+    reply: ``settle()`` must then be called before what they protect is
+    written. False when the marks are known not to be set (with ``wait``).
     """
     if not tags:
-        return
+        return True
     rt = runtime()
-    if rt.breaker.allow():
-        rt.call(rt.store.mark, keys.mark_keys(tags), token, conf.WRITE_MARK_TIMEOUT, wait)
+    if not rt.breaker.allow():
+        return False
+    vkeys = keys.version_keys(tags)
+    ok, _ = rt.call(
+        rt.store.mark, keys.mark_keys(tags), token, conf.WRITE_MARK_TIMEOUT, wait, [*vkeys, keys.clock_key()]
+    )
+    if not ok and rt.refused():
+        rt.call(rt.store.delete_many, vkeys)  # a full cache: what it cannot mark, nobody reads as current
+    return ok
 
 
-def settle() -> None:
-    """Wait until the marks sent by ``mark(wait=False)`` are set."""
+def settle() -> bool:
+    """Wait until the marks sent by ``mark(wait=False)`` are set; False if they may not be."""
     rt = runtime()
-    rt.call(rt.store.settle)
+    return rt.call(rt.store.settle)[0]
 
 
-def bump(tags: Sequence[str], writes: Sequence[Write] = (), unmark: tuple[str, Sequence[str]] | None = None) -> None:
+def bump(
+    tags: Sequence[str],
+    writes: Sequence[Write] = (),
+    unmark: tuple[str, Sequence[str]] | None = None,
+    marked: bool = True,
+) -> None:
     """Invalidate ``tags`` now, then store ``writes`` whose expectations hold,
-    then lift the marks of ``unmark`` (a token and the tags it marked)."""
+    then lift the marks of ``unmark`` (a token and the tags it marked);
+    ``marked=False`` says those marks may not all be set.
+
+    A bump is never dropped: when the cache cannot take it (the breaker is
+    open, the call fails), this process owes it and delivers it before it
+    trusts the cache again; a full cache gets the versions deleted instead.
+    """
     if not tags and not writes and unmark is None:
         return
     rt = runtime()
     lifted = (unmark[0], keys.mark_keys(unmark[1])) if unmark is not None else None
     if not rt.breaker.allow():
-        rt.lost(lifted)
+        rt.lost(tags, lifted)
         return
     # One invalidation per model (or namespace) per bump, whatever the number of its tags.
     grouped = metrics.by_namespace(tags)
-    vkeys = keys.version_keys(tags)
+    # What this process owes from earlier failures rides along: a writer that never reads delivers it too.
+    owed = rt.owed_tags() if rt.owed or rt.retire_all else []
+    vkeys = keys.version_keys([*tags, *owed])
     failed = None
     # While every tag it bumps is marked, no reader trusts what the bump retires
     # until it has run: its reply need not be waited for. (A write's fallback
     # tags are bumped only when another writer reached the row, whose own marks
     # and bump cover what it changed.)
-    if unmark is not None and set(keys.version_keys(unmark[1])).issuperset(vkeys):
+    if marked and unmark is not None and set(keys.version_keys(unmark[1])).issuperset(vkeys):
 
         def failed(exc: BaseException) -> None:
             metrics.record("error", "cache")
-            rt.breaker.failure(exc)
-            rt.lost(lifted)
+            unreachable = rt.store.unreachable(exc)
+            if unreachable:
+                rt.breaker.failure(exc)
+            if unreachable or not rt.call(rt.store.delete_many, vkeys)[0]:
+                rt.lost(tags, lifted)
 
-    if not rt.call(rt.store.bump, vkeys, conf.TAG_TIMEOUT, writes, lifted, failed)[0]:
-        rt.lost(lifted)
+    clocked = [*vkeys, keys.clock_key()] if vkeys else vkeys
+    if not rt.call(rt.store.bump, clocked, conf.TAG_TIMEOUT, writes, lifted, failed)[0]:
+        if not (vkeys and rt.refused() and rt.call(rt.store.delete_many, vkeys)[0]):
+            rt.lost(tags, lifted)
         return
+    if owed:
+        rt.delivered(owed)
     for namespace, bumped in grouped.items():
         metrics.record("invalidation", namespace)
         if cache_invalidated.receivers:

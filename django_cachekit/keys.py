@@ -57,6 +57,11 @@ def version_keys(tags: Iterable[str]) -> list[str]:
     return [f"{base}v:{tag}" for tag in tags]
 
 
+def clock_key() -> str:
+    """The store's clock: advanced by every bump, read with every lookup (see ``Runtime.clock_holds``)."""
+    return f"{conf.KEY_BASE}clock"
+
+
 def mark_keys(tags: Iterable[str]) -> list[str]:
     """Keys that say a write of these tags is being committed (see ``core.mark``)."""
     base = conf.KEY_BASE

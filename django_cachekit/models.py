@@ -124,3 +124,18 @@ def cache_versions(objs: Iterable[models.Model]) -> list[str]:
         else:
             out.append(f"{info.schema}-" + "-".join(f"{found[t]:x}" for t in tags))
     return out
+
+
+class PendingInvalidation(models.Model):
+    """Tags a write could not announce to the cache, waiting to be bumped (see ``outbox``)."""
+
+    id = models.BigAutoField(primary_key=True)
+    tags = models.TextField()
+    created = models.DateTimeField()
+
+    class Meta:
+        db_table = "django_cachekit_pending"
+        verbose_name = "pending invalidation"
+
+    def __str__(self) -> str:
+        return self.tags.replace("\n", ", ")

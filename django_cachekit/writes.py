@@ -28,7 +28,7 @@ from typing import Any
 from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from . import codec, core, keys
+from . import codec, core, keys, outbox
 from .backends.base import Expect, Write, fresh_version
 from .meta import VERSIONS_ATTR
 
@@ -51,7 +51,7 @@ class WriteThrough:
     # the flush reported on the assumption that no other write reached the row.
     otherwise: tuple[str, ...] = ()
 
-    def as_write(self, bumped: set[str]) -> Write:
+    def as_write(self, bumped: set[str], marked: Iterable[str] = ()) -> Write:
         stamp: list[int] = []
         expect: list[Expect] = []
         for vkey, tag, version in zip(keys.version_keys(self.tags), self.tags, self.before):
@@ -59,8 +59,9 @@ class WriteThrough:
                 version = fresh_version()
                 expect.append(Expect(vkey, version, create=True))
             else:
-                # Bumped once by this flush; any other bump in between fails the check.
-                version += tag in bumped
+                # Bumped once by this flush and once by its mark; any other bump in
+                # between fails the check.
+                version += (tag in bumped) + (tag in marked)
                 expect.append(Expect(vkey, version))
             stamp.append(version)
         if self.target is not None:
@@ -84,6 +85,8 @@ class Buffer:
     token: str = ""  # the name of this buffer's marks
     marked: dict[str, None] = field(default_factory=dict)
     unsettled: bool = False  # marks sent whose reply is not read yet
+    unannounced: dict[str, None] = field(default_factory=dict)  # marks that may not be set
+    doubtful: bool = False  # a mark may not be set: the bump's reply is awaited
 
     def mark(self, tags: Iterable[str], wait: bool = True) -> None:
         """Mark what a statement about to commit will bump (see ``core.mark``)."""
@@ -94,14 +97,27 @@ class Buffer:
             return
         if not self.token:
             self.token = core.new_token()
-        core.mark(new, self.token, wait)
-        self.unsettled = not wait
+        if core.mark(new, self.token, wait):
+            self.unsettled = self.unsettled or not wait
+        else:
+            self.unannounced.update(dict.fromkeys(new))
+            self.doubtful = True
         self.marked.update(dict.fromkeys(new))
 
     def settle(self) -> None:
         if self.unsettled:
             self.unsettled = False
-            core.settle()
+            if not core.settle():
+                self.unannounced.update(self.marked)
+                self.doubtful = True
+
+    def announce(self, connection: BaseDatabaseWrapper) -> None:
+        """Before the write commits: what could not be marked is recorded with it (or refused)."""
+        self.settle()
+        if self.unannounced:
+            tags = list(self.unannounced)
+            self.unannounced.clear()
+            outbox.announce(connection, tags)
 
     def empty(self) -> bool:
         return not (self.tags or self.writes or self.resolvers or self.marked)
@@ -136,14 +152,18 @@ class Buffer:
 
     def flush(self) -> None:
         tags, writes = self.resolved(), list(self.writes.values())
-        unmark = (self.token, list(self.marked)) if self.marked else None
+        self.settle()
+        marked = set(self.marked)
+        unmark = (self.token, list(marked)) if marked else None
+        doubtful, self.doubtful = self.doubtful, False
         self.tags.clear()
         self.writes.clear()
         self.resolvers.clear()
         self.marked.clear()
+        self.unannounced.clear()
         self.unsettled = False  # the bump's own command reads any reply left
         bumped = set(tags)
-        core.bump(tags, [w.as_write(bumped) for w in writes], unmark)
+        core.bump(tags, [w.as_write(bumped, marked) for w in writes], unmark, not doubtful)
 
     def absorb(self, others: list[Buffer]) -> None:
         """Take over what ``others`` hold, to be sent in one bump.
@@ -243,11 +263,14 @@ def before_statement(connection: BaseDatabaseWrapper, tags: list[str]) -> str:
     batch = _local.batches.get(connection.alias)
     if batch is not None:
         batch.mark(tags)
+        batch.announce(connection)
         return ""
     if not _autocommits(connection):
         return ""
     token = core.new_token()
-    core.mark(tags, token)
+    if not core.mark(tags, token):
+        outbox.announce(connection, tags)
+        return ""  # its bump then waits for its reply; a mark set after all expires
     return token
 
 
@@ -288,6 +311,11 @@ def committing(connection: BaseDatabaseWrapper, commit: Callable[[], Any]) -> An
     merged = Buffer()
     merged.absorb(buffers)
     merged.mark(merged.resolved())
+    try:
+        merged.announce(connection)
+    except outbox.InvalidationUnavailable:
+        merged.flush()  # lifts what was marked; a bump is always safe
+        raise
     try:
         return commit()
     finally:

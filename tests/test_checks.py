@@ -42,6 +42,10 @@ def test_default_settings_pass():
         ({"COMPRESS_MIN_SIZE": -1}, "django_cachekit.E009", "-1"),
         ({"BREAKER_THRESHOLD": 0}, "django_cachekit.E010", "0"),
         ({"BREAKER_COOLDOWN": "10"}, "django_cachekit.E011", "'10'"),
+        ({"SOCKET_TIMEOUT": 0}, "django_cachekit.E031", "0"),
+        ({"SOCKET_TIMEOUT": "0.5"}, "django_cachekit.E031", "'0.5'"),
+        ({"STRICT_INVALIDATION": 1}, "django_cachekit.E032", "1"),
+        ({"PENDING_POLL": -1}, "django_cachekit.E033", "-1"),
         ({"TIMOUT": 5}, "django_cachekit.W001", "'TIMOUT'"),
     ],
 )
@@ -247,3 +251,10 @@ def test_replicas_that_are_not_a_dict_fail_when_read():
     with override_settings(CACHEKIT={"REPLICAS": ["replica"]}):
         with pytest.raises(ImproperlyConfigured, match=r"\['replica'\]"):
             conf.REPLICAS
+
+
+@pytest.mark.django_db
+def test_the_apps_migrations_match_its_models():
+    from django.core.management import call_command
+
+    call_command("makemigrations", "django_cachekit", "--check", "--dry-run", verbosity=0)  # exits 1 if not

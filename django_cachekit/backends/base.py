@@ -44,6 +44,10 @@ class Write:
     otherwise: Sequence[str] = ()
 
 
+def _is_version(value: Any) -> bool:
+    return type(value) is int and -(2**63) < value < 2**63
+
+
 def _marked(value: Any) -> bool:
     # A count of writers; anything else (a value of another type) marks nothing.
     return type(value) is int and value > 0
@@ -74,11 +78,31 @@ class Store:
         ``mark_keys`` says a write is being committed, in one round trip."""
         found = self.cache.get_many([*keys, *version_keys, *mark_keys])
         entries = [found.get(k) for k in keys]
-        versions = [v if isinstance(v, int) else None for v in (found.get(k) for k in version_keys)]
+        versions = [v if _is_version(v) else None for v in (found.get(k) for k in version_keys)]
         return entries, versions, [_marked(found.get(k)) for k in mark_keys]
 
-    def mark(self, mark_keys: Sequence[str], token: str, bound: float, wait: bool = True) -> None:
-        """Say that writes of these tags are being committed, for at most ``bound`` seconds.
+    def unreachable(self, exc: BaseException) -> bool:
+        """Whether ``exc`` says the cache cannot be reached (what the breaker counts),
+        rather than that it refused this call (a key, a value, a full cache)."""
+        if isinstance(exc, OSError):  # sockets: refused, reset, timed out
+            return True
+        name = type(exc).__name__
+        return any(word in name for word in ("Connection", "Timeout", "UnexpectedClose", "ServerDown"))
+
+    def claim(self, key: str, seconds: float) -> bool:
+        """Take ``key`` for ``seconds`` unless another process holds it."""
+        return bool(self.cache.add(key, 1, max(1, math.ceil(seconds))))
+
+    def mark(
+        self,
+        mark_keys: Sequence[str],
+        token: str,
+        bound: float,
+        wait: bool = True,
+        version_keys: Sequence[str] = (),
+    ) -> None:
+        """Say that writes of these tags are being committed, for at most ``bound``
+        seconds, and bump ``version_keys`` (theirs) as a bump would.
 
         With ``wait=False`` a store may send the marks and read the reply later,
         at ``settle()`` or before its next command.
@@ -89,12 +113,18 @@ class Store:
         """
         cache = self.cache
         timeout = max(1, math.ceil(bound))
+        for key in version_keys:
+            self._incr(key)
         for key in mark_keys:
             if not cache.add(key, 1, timeout):
                 try:
                     cache.incr(key)
                 except ValueError:  # expired in between
                     cache.add(key, 1, timeout)
+                except Exception:
+                    if _is_version(cache.get(key)):
+                        raise
+                    cache.set(key, 1, timeout)  # what was there counted no writer
 
     def settle(self) -> None:
         """Read the replies of what ``mark(wait=False)`` sent."""
@@ -106,19 +136,45 @@ class Store:
                 cache.decr(key)
             except ValueError:  # expired: its writers are past their bound
                 pass
+            except Exception:
+                if _is_version(cache.get(key)):
+                    raise
+                cache.delete(key)
 
-    def ensure(self, version_keys: Sequence[str], timeout: int) -> list[int | None]:
-        """Create missing version keys at fresh values; return the current versions."""
+    def unmark_many(self, items: Sequence[tuple[str, Sequence[str]]]) -> None:
+        """``unmark`` for several writers (a token and its mark keys each)."""
+        for token, mark_keys in items:
+            self.unmark(mark_keys, token)
+
+    def ensure(
+        self, version_keys: Sequence[str], timeout: int, values: Sequence[int] | None = None
+    ) -> list[int | None]:
+        """Create missing version keys at fresh values; return the current versions.
+
+        ``timeout`` is a version's shortest life. Here versions never expire (a
+        cache's own eviction removes them), so they outlive every entry stamped
+        with them; the Redis store extends them instead.
+        """
         cache = self.cache
-        for key in version_keys:
-            cache.add(key, fresh_version(), timeout)
+        starts = list(values) if values is not None else [fresh_version() for _ in version_keys]
+        for key, start in zip(version_keys, starts):
+            cache.add(key, start, None)
         found = cache.get_many(list(version_keys))
-        return [v if isinstance(v, int) else None for v in (found.get(k) for k in version_keys)]
+        out: list[int | None] = []
+        for key, start in zip(version_keys, starts):
+            value = found.get(key)
+            if not _is_version(value):
+                # Not a version (another writer's value, a wrong type): a missing one.
+                value = start
+                cache.set(key, value, None)
+            out.append(value)
+        return out
 
-    def set(self, key: str, value: bytes, timeout: int | None) -> None:
+    def set(self, key: str, value: bytes, timeout: int | None, version_keys: Sequence[str] = ()) -> None:
+        """Store an entry stamped with ``version_keys``, which must live at least as long."""
         self.cache.set(key, value, timeout)
 
-    def set_many(self, items: dict[str, bytes], timeout: int | None) -> None:
+    def set_many(self, items: dict[str, bytes], timeout: int | None, version_keys: Sequence[str] = ()) -> None:
         self.cache.set_many(items, timeout)
 
     def delete_many(self, keys: Sequence[str]) -> None:
@@ -146,27 +202,35 @@ class Store:
         """
         cache = self.cache
         for key in version_keys:
-            try:
-                cache.incr(key)
-            except ValueError:
-                pass
+            self._incr(key)
         stored = 0
         for write in writes:
             current = cache.get_many([e.key for e in write.expect if not e.create])
             if any(not e.create and current.get(e.key) != e.version for e in write.expect) or not all(
-                cache.add(e.key, e.version, timeout) for e in write.expect if e.create
+                cache.add(e.key, e.version, None) for e in write.expect if e.create
             ):
                 for key in write.otherwise:
-                    try:
-                        cache.incr(key)
-                    except ValueError:
-                        pass
+                    self._incr(key)
                 continue
             cache.set(write.key, write.value, write.timeout)
             stored += 1
         if unmark is not None:
             self.unmark(unmark[1], unmark[0])
         return stored
+
+    def _incr(self, key: str) -> None:
+        """Increment a version; a missing one stays missing, and what is not a version is deleted."""
+        cache = self.cache
+        try:
+            cache.incr(key)
+        except ValueError:  # missing
+            pass
+        except Exception:
+            # A value incr cannot take (the backend's own error): if the key holds
+            # something other than a version, it is one that is missing.
+            if _is_version(cache.get(key)):
+                raise
+            cache.delete(key)
 
     def ttls(self, keys: Sequence[str]) -> list[float | None]:
         """Seconds each key has left (``inf``: no expiry, ``0``: absent), None where the cache cannot tell."""

@@ -17,6 +17,7 @@ from typing import Any
 from django.core.cache import BaseCache, caches
 
 from .. import keys
+from ..conf import conf
 from .base import Store, Write
 
 # Shared by the scripts. One MGET reads a group of keys: a script's redis.call
@@ -39,6 +40,29 @@ local function mget(first, count)
   end
   return out
 end
+-- A version is an integer that INCR can still increment (django-cachekit's
+-- start below 2^62); anything else at a version key is a missing version.
+local function is_version(value)
+  if type(value) ~= 'string' or not string.match(value, '^%-?%d+$') then
+    return false
+  end
+  local n = tonumber(value)
+  return n ~= nil and n < 9e18 and n > -9e18
+end
+-- Keep the versions KEYS[first..first+count-1] alive at least ttl ms (0: an
+-- entry without expiry, so they must not expire either); missing ones stay missing.
+local function outlive(first, count, ttl)
+  for i = first, first + count - 1 do
+    local left = redis.call('PTTL', KEYS[i])
+    if left >= 0 then
+      if ttl == 0 then
+        redis.call('PERSIST', KEYS[i])
+      elseif left < ttl then
+        redis.call('PEXPIRE', KEYS[i], ttl)
+      end
+    end
+  end
+end
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -58,21 +82,35 @@ local function holders(value, now, token)
 end
 """
 
-# Mark KEYS for the holder ARGV[1] until ARGV[2] ms from now.
+# Mark the first ARGV[3] KEYS for the holder ARGV[1] until ARGV[2] ms from now,
+# and bump the versions that follow them in KEYS (as _BUMP does).
 _MARK = (
     _COMMON
     + """
 local token = ARGV[1]
+local nmark = tonumber(ARGV[3])
 local now = now_ms()
 local deadline = now + tonumber(ARGV[2])
-local found = mget(1, #KEYS)
-for i = 1, #KEYS do
+local found = mget(1, nmark)
+for i = 1, nmark do
   local kept, latest = holders(found[i], now, token)
   kept[#kept + 1] = token .. ':' .. deadline
   if deadline > latest then latest = deadline end
   redis.call('SET', KEYS[i], table.concat(kept, ' '), 'PX', latest - now)
 end
-return #KEYS
+if #KEYS > nmark then
+  local versions = mget(nmark + 1, #KEYS - nmark)
+  for i = 1, #versions do
+    if versions[i] then
+      if is_version(versions[i]) then
+        redis.call('INCR', KEYS[nmark + i])
+      else
+        redis.call('DEL', KEYS[nmark + i])
+      end
+    end
+  end
+end
+return nmark
 """
 )
 
@@ -95,7 +133,11 @@ local function bump(first, count)
     local found = mget(first, count)
     for i = 1, count do
       if found[i] then
-        redis.call('INCR', KEYS[first + i - 1])
+        if is_version(found[i]) then
+          redis.call('INCR', KEYS[first + i - 1])
+        else  -- not a version: made missing, the next reader creates a fresh one
+          redis.call('DEL', KEYS[first + i - 1])
+        end
       end
     end
   end
@@ -149,6 +191,7 @@ while a <= #ARGV do
     else
       redis.call('SET', entry, ARGV[a + 2 * n + 2])
     end
+    outlive(k + 1, n, ttl)
     stored = stored + 1
   else
     bump(fallback, nfall)
@@ -160,16 +203,44 @@ return stored
 """
 )
 
-# Create each missing version at the given fresh value; return all current values.
-_ENSURE = """
+# Create each missing version at the given fresh value (a key holding anything
+# but a version, of any type, counts as missing); return all current values.
+_ENSURE = (
+    _COMMON
+    + """
 local ttl = tonumber(ARGV[1])
 local out = {}
 for i, key in ipairs(KEYS) do
-  redis.call('SET', key, ARGV[i + 1], 'NX', 'PX', ttl)
-  out[i] = redis.call('GET', key)
+  local found = redis.pcall('GET', key)
+  if is_version(found) then
+    out[i] = found
+  else
+    redis.call('SET', key, ARGV[i + 1], 'PX', ttl)
+    out[i] = ARGV[i + 1]
+  end
 end
 return out
 """
+)
+
+# Store ARGV[2] entries: KEYS[i] = ARGV[i + 2], expiring in ARGV[1] ms (0: never),
+# and keep the version keys after them alive as long.
+_STORE = (
+    _COMMON
+    + """
+local ttl = tonumber(ARGV[1])
+local n = tonumber(ARGV[2])
+for i = 1, n do
+  if ttl > 0 then
+    redis.call('SET', KEYS[i], ARGV[i + 2], 'PX', ttl)
+  else
+    redis.call('SET', KEYS[i], ARGV[i + 2])
+  end
+end
+outlive(n + 1, #KEYS - n, ttl)
+return n
+"""
+)
 
 _GLOB = re.compile(r"([*?\[\]\\])")
 
@@ -206,6 +277,10 @@ def _own_connections(client: Any) -> Any | None:
     if pool.connection_class not in (Connection, SSLConnection, UnixDomainSocketConnection):
         return None
     return pool
+
+
+class ValueRefused(Exception):
+    """A value the server would not take: the caller's error, not an unreachable cache."""
 
 
 class _Sent:
@@ -267,9 +342,20 @@ def _version(raw: Any) -> int | None:
     if raw is None:
         return None
     try:
-        return int(raw)
+        version = int(raw)
     except ValueError:
         return None
+    return version if -(2**63) < version < 2**63 else None
+
+
+_HOLDERS = re.compile(rb"\w+:\d+(?: \w+:\d+)*")
+
+
+def _marks(raw: bytes | str) -> bool:
+    """Whether a mark key's value names writers; anything else written there marks nothing."""
+    if isinstance(raw, str):
+        raw = raw.encode()
+    return _HOLDERS.fullmatch(raw) is not None
 
 
 class RedisStore(Store):
@@ -279,6 +365,7 @@ class RedisStore(Store):
         self._bump = client.register_script(_BUMP)
         self._mark = client.register_script(_MARK)
         self._ensure = client.register_script(_ENSURE)
+        self._store = client.register_script(_STORE)
         self._make_key = caches[alias].make_key
         self._made: dict[str, str] = {}
         self._pool = _own_connections(client)
@@ -309,6 +396,38 @@ class RedisStore(Store):
             # Running a bump twice is safe: versions only move forward.
             return _round_trip(connection, packed)
 
+    def commands(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+        """Several commands in one round trip on this thread's connection; the
+        first error is raised once every reply is read."""
+        if self._pool is None:
+            pipe = self.client.pipeline(transaction=False)
+            for args in commands:
+                pipe.execute_command(*args)
+            return pipe.execute()  # type: ignore[no-any-return]
+        from redis.exceptions import ResponseError
+
+        line = self._line
+        if line.sent:
+            self.settle()
+        connection = self._connection()
+        packed = [chunk for args in commands for chunk in line.pack(args)]
+        replies: list[Any] = []
+        error: ResponseError | None = None
+        try:
+            connection.send_packed_command(packed, check_health=False)
+            for _ in commands:
+                try:
+                    replies.append(connection.read_response())
+                except ResponseError as exc:
+                    error = error or exc
+                    replies.append(exc)
+        except BaseException:
+            connection.disconnect()
+            raise
+        if error is not None:
+            raise error
+        return replies
+
     def _connection(self) -> Any:
         line = self._line
         connection = line.connection
@@ -316,10 +435,26 @@ class RedisStore(Store):
             # After a fork the parent's socket is left alone (the parent still uses it).
             pool = self._pool
             assert pool is not None
-            connection = line.connection = pool.connection_class(**pool.connection_kwargs)
+            connection = line.connection = pool.connection_class(**self._connection_kwargs(pool))
             line.pack = _packer(connection)
             line.pid = os.getpid()
         return connection
+
+    @staticmethod
+    def _connection_kwargs(pool: Any) -> dict[str, Any]:
+        """The pool's settings, with ``SOCKET_TIMEOUT`` where the cache's OPTIONS set no timeout."""
+        kwargs = dict(pool.connection_kwargs)
+        for name in ("socket_timeout", "socket_connect_timeout"):
+            if name not in kwargs:
+                kwargs[name] = conf.SOCKET_TIMEOUT
+                if "orig_" + name in kwargs:  # redis-py's maintenance notifications restore it
+                    kwargs["orig_" + name] = conf.SOCKET_TIMEOUT
+        return kwargs
+
+    def unreachable(self, exc: BaseException) -> bool:
+        from redis.exceptions import ConnectionError, TimeoutError
+
+        return isinstance(exc, (ConnectionError, TimeoutError, OSError))
 
     def _send_script(self, script: Any, keys: list[Any], args: list[Any], failed: Failed | None = None) -> None:
         """Send a script without waiting for its reply; ``settle`` (or the next command) reads it.
@@ -434,13 +569,21 @@ class RedisStore(Store):
         names += [made(k) or make(k) for k in mark_keys]
         raw = self.command("MGET", *names) if names else []
         n, m = len(keys), len(keys) + len(version_keys)
-        return raw[:n], [_version(v) for v in raw[n:m]], [v is not None for v in raw[m:]]
+        return raw[:n], [_version(v) for v in raw[n:m]], [v is not None and _marks(v) for v in raw[m:]]
 
-    def mark(self, mark_keys: Sequence[str], token: str, bound: float, wait: bool = True) -> None:
+    def mark(
+        self,
+        mark_keys: Sequence[str],
+        token: str,
+        bound: float,
+        wait: bool = True,
+        version_keys: Sequence[str] = (),
+    ) -> None:
         if mark_keys:
             made, make = self._made.get, self._version_key
             names = [made(k) or make(k) for k in mark_keys]
-            args = [token, max(1, int(bound * 1000))]
+            names += [made(k) or make(k) for k in version_keys]
+            args = [token, max(1, int(bound * 1000)), len(mark_keys)]
             if wait:
                 self._script(self._mark, names, args)
             else:
@@ -449,29 +592,61 @@ class RedisStore(Store):
     def unmark(self, mark_keys: Sequence[str], token: str) -> None:
         self.bump([], 0, (), (token, mark_keys))
 
-    def ensure(self, version_keys: Sequence[str], timeout: int) -> list[int | None]:
+    def unmark_many(self, items: Sequence[tuple[str, Sequence[str]]]) -> None:
+        made, make = self._made.get, self._version_key
+        sha = self._bump.sha
+        commands = []
+        for token, mark_keys in items:
+            names = [made(k) or make(k) for k in mark_keys]
+            commands.append(("EVALSHA", sha, len(names), *names, 0, 0, len(names), token))
+        from redis.exceptions import NoScriptError
+
+        try:
+            self.commands(commands)
+        except NoScriptError:
+            self.command("SCRIPT", "LOAD", self._bump.script)
+            self.commands(commands)
+
+    def ensure(
+        self, version_keys: Sequence[str], timeout: int, values: Sequence[int] | None = None
+    ) -> list[int | None]:
         from .base import fresh_version
 
         make_key = self._make_key
-        raw = self._ensure(
-            keys=[make_key(k) for k in version_keys],
-            args=[timeout * 1000, *(fresh_version() for _ in version_keys)],
-            client=self.client,
-        )
+        starts = values if values is not None else [fresh_version() for _ in version_keys]
+        raw = self._script(self._ensure, [make_key(k) for k in version_keys], [timeout * 1000, *starts])
         return [_version(v) for v in raw]
 
-    def set(self, key: str, value: bytes, timeout: int | None) -> None:
-        self.client.set(self._make_key(key), value, px=timeout * 1000 if timeout else None)
+    def set(self, key: str, value: bytes, timeout: int | None, version_keys: Sequence[str] = ()) -> None:
+        self.set_many({key: value}, timeout, version_keys)
 
-    def set_many(self, items: dict[str, bytes], timeout: int | None) -> None:
-        pipe = self.client.pipeline(transaction=False)
-        for key, value in items.items():
-            pipe.set(self._make_key(key), value, px=timeout * 1000 if timeout else None)
-        pipe.execute()
+    def set_many(self, items: dict[str, bytes], timeout: int | None, version_keys: Sequence[str] = ()) -> None:
+        if not items:
+            return
+        make_key = self._make_key
+        made, make = self._made.get, self._version_key
+        names = [make_key(k) for k in items]
+        names += [made(k) or make(k) for k in version_keys]
+        from redis.exceptions import ConnectionError
+
+        try:
+            self._script(self._store, names, [timeout * 1000 if timeout else 0, len(items), *items.values()])
+        except ConnectionError:
+            size = sum(len(v) for v in items.values())
+            if size < 512 * 1024:
+                raise
+            # Redis closes the connection on a value past its proto-max-bulk-len:
+            # if it answers now, the value was refused, the server is fine.
+            self.command("PING")
+            raise ValueRefused(f"the cache refused a value of {size} bytes (closed the connection)") from None
 
     def delete_many(self, keys: Sequence[str]) -> None:
         if keys:
-            self.client.unlink(*(self._make_key(k) for k in keys))
+            made, make = self._made.get, self._version_key
+            self.command("DEL", *(made(k) or make(k) for k in keys))
+
+    def claim(self, key: str, seconds: float) -> bool:
+        return self.command("SET", self._make_key(key), 1, "NX", "PX", max(1, int(seconds * 1000))) is not None
 
     def bump(
         self,

@@ -62,7 +62,7 @@ class Command(BaseCommand):
                 except Exception as exc:  # the cache client's own errors
                     raise CommandError(f"The cache {alias!r} failed: {type(exc).__name__}: {exc}") from None
                 done.append(f"pattern {pattern!r} ({matched} name{'s' if matched != 1 else ''} retired)")
-            if core.runtime().breaker.lost_invalidations:
+            if core.runtime().lost_invalidations:
                 raise CommandError(f"The cache {alias!r} could not be reached: nothing was invalidated.")
         if verbosity >= 1:
             self.stdout.write(f"Invalidated in cache {alias!r}: {', '.join(done)}.")

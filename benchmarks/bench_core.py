@@ -174,6 +174,7 @@ def load_data(rows: int) -> None:
     from django.db import connection
 
     from benchmarks.benchapp.models import BenchArticle, BenchArticlePlain, BenchAuthor
+    from django_cachekit.models import PendingInvalidation
 
     existing = set(connection.introspection.table_names())
     with connection.schema_editor() as editor:
@@ -182,6 +183,8 @@ def load_data(rows: int) -> None:
                 editor.delete_model(model)
         for model in (BenchAuthor, BenchArticle, BenchArticlePlain):
             editor.create_model(model)
+        if PendingInvalidation._meta.db_table not in existing:
+            editor.create_model(PendingInvalidation)  # as `migrate` makes it: polled by every process
     authors = BenchAuthor.objects.bulk_create(BenchAuthor(name=f"Author {i}") for i in range(20))
     rng = random.Random(20_240_601)
     start = datetime(2024, 1, 1, tzinfo=UTC)

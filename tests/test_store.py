@@ -187,6 +187,24 @@ def test_a_bump_whose_reply_is_lost_with_its_connection_runs_again(store):
 
 
 @needs_redis
+def test_a_command_sent_behind_owed_replies_gets_its_own_reply(store):
+    failing = store.client.register_script("return redis.error_reply('refused')")
+    store.command("SCRIPT", "LOAD", failing.script)
+    store.command("SET", "ck:test:behind", "mine")
+    told = []
+
+    def failed(exc):
+        told.append(str(exc))
+        store.command("SET", "ck:test:told", "yes")  # a hook that talks to the cache itself
+
+    store._send_script(failing, [], [], failed)
+    store._send_script(failing, [], [], failed)
+    assert store.command("GET", "ck:test:behind") == b"mine"  # not a reply owed to what was sent before
+    assert told == ["refused", "refused"]
+    assert store.command("GET", "ck:test:told") == b"yes"
+
+
+@needs_redis
 def test_a_bump_that_fails_after_it_was_sent_is_reported(store, monkeypatch):
     from redis.exceptions import TimeoutError
 

@@ -386,7 +386,9 @@ class RedisStore(Store):
 
         line = self._line
         if line.sent:
-            self.settle()
+            if line.pid == os.getpid() and line.connection is not None:
+                return self._after_owed(args)
+            line.sent = []  # a forked child: the parent reads its own replies
         connection = self._connection()
         packed = line.pack(args)
         try:
@@ -502,43 +504,87 @@ class RedisStore(Store):
         holder is the same, and a bump only moves versions forward.
         """
         line = self._line
-        sent = line.sent
-        if not sent:
+        if not line.sent:
             return
-        line.sent = []
         if line.pid != os.getpid():
-            return  # sent by the process this one was forked from, which reads its replies
+            line.sent = []  # sent by the process this one was forked from, which reads its replies
+            return
+        _, again, failures = self._drain()
+        self._report(again, failures)
+
+    def _drain(self) -> tuple[BaseException | None, list[_Sent], list[tuple[_Sent, BaseException]]]:
+        """Read the replies the connection owes. Returns why the connection was
+        lost (None if it is still up), what must run again, and what failed
+        (told to the caller only once nothing is left unread: a ``failed`` hook
+        may send commands of its own)."""
         from redis.exceptions import ConnectionError, NoScriptError, ResponseError
 
+        line = self._line
+        sent, line.sent = line.sent, []
         again: list[_Sent] = []
-        error: BaseException | None = None
+        failures: list[tuple[_Sent, BaseException]] = []
         for index, item in enumerate(sent):
             try:
                 line.connection.read_response()
             except NoScriptError:
                 again.append(item)
             except ResponseError as exc:  # refused, read whole: the connection stays usable
-                if item.failed is None:
-                    error = error or exc
-                else:
-                    item.failed(exc)
-            except ConnectionError:
+                failures.append((item, exc))
+            except ConnectionError as exc:
                 line.connection.disconnect()
-                again += sent[index:]
-                break
+                return exc, again + sent[index:], failures
             except BaseException as exc:  # a timeout: what the server did is unknown
                 line.connection.disconnect()
-                for lost in sent[index:]:
-                    if lost.failed is None:
-                        error = error or exc
-                    else:
-                        lost.failed(exc)
-                break
+                failures += [(lost, exc) for lost in sent[index:]]
+                return exc, again, failures
+        return None, again, failures
+
+    def _report(self, again: list[_Sent], failures: list[tuple[_Sent, BaseException]]) -> None:
+        """Run again what must be, tell each ``failed``; raise the first failure of a script without one."""
+        error: BaseException | None = None
+        for item, exc in failures:
+            if item.failed is None:
+                error = error or exc
+            else:
+                item.failed(exc)
         try:
             self._again(again)
         finally:
             if error is not None:
                 raise error
+
+    def _after_owed(self, args: tuple[Any, ...]) -> Any:
+        """Send a command behind the replies its connection owes, then read them
+        all: the wait for what was sent before overlaps this command's own."""
+        from redis.exceptions import ConnectionError, ResponseError
+
+        line = self._line
+        connection = line.connection
+        try:
+            connection.send_packed_command(line.pack(args), check_health=False)
+        except BaseException:
+            connection.disconnect()
+            self._lose_sent()
+            return self.command(*args)
+        lost, again, failures = self._drain()
+        reply: Any = None
+        refused: BaseException | None = None
+        if lost is None:
+            try:
+                reply = connection.read_response()
+            except ResponseError as exc:
+                refused = exc
+            except BaseException as exc:
+                connection.disconnect()
+                lost = exc
+        self._report(again, failures)
+        if refused is not None:
+            raise refused
+        if lost is None:
+            return reply
+        if isinstance(lost, ConnectionError):
+            return self.command(*args)  # a socket the server closed: once more on a new one
+        raise lost
 
     def _script(self, script: Any, keys: Sequence[Any], args: Sequence[Any]) -> Any:
         from redis.exceptions import NoScriptError

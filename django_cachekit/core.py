@@ -96,6 +96,7 @@ class Runtime:
         self.unlifted: list[tuple[str, list[str]]] = []
         self.next_poll = 0.0
         self._clock = threading.local()
+        self.clock_key = keys.clock_key()
         self._last = threading.local()  # how this thread's last failed call failed
 
     def refused(self) -> bool:
@@ -126,7 +127,7 @@ class Runtime:
         if value is None:
             local.seen = None
             start = time.time_ns() // 1000 * 1024
-            self.call(self.store.ensure, [keys.clock_key()], CLOCK_TIMEOUT, [start])
+            self.call(self.store.ensure, [self.clock_key], CLOCK_TIMEOUT, [start])
             return True
         if seen is None or value >= seen:
             local.seen = value
@@ -187,7 +188,7 @@ class Runtime:
         """Bump ``tags``, or else make their versions missing (a full cache refuses
         a bump but not a delete); whether either was done."""
         vkeys = keys.version_keys(tags)
-        if self.call(self.store.bump, [*vkeys, keys.clock_key()], conf.TAG_TIMEOUT)[0]:
+        if self.call(self.store.bump, [*vkeys, self.clock_key], conf.TAG_TIMEOUT)[0]:
             return True
         return self.refused() and self.call(self.store.delete_many, vkeys)[0]
 
@@ -345,15 +346,23 @@ def _fetch(
 ) -> tuple[list[Any], list[int | None], list[bool]] | None:
     """``store.fetch`` with the store's clock; None if the cache failed or its
     versions moved back (then nothing read now is trusted)."""
-    for _ in range(2):
-        _, fetched = rt.call(rt.store.fetch, entry_keys, [*vkeys, keys.clock_key()], mark_keys)
-        if fetched is None:
-            return None
-        entries, found, marks = fetched
-        if rt.clock_holds(found.pop()):
-            return entries, found, marks
-        if rt.lost_invalidations:  # the retirement did not reach the cache
-            break
+    clock_key = rt.clock_key
+    _, fetched = rt.call(rt.store.fetch, entry_keys, [*vkeys, clock_key], mark_keys)
+    if fetched is None:
+        return None
+    found = fetched[1]
+    clock = found.pop()
+    local = rt._clock
+    seen = getattr(local, "seen", None)
+    if clock is not None and (seen is None or clock >= seen):  # the common case, inlined
+        local.seen = clock
+        return fetched
+    if rt.clock_holds(clock):
+        return fetched
+    if not rt.lost_invalidations:  # everything was retired: what the cache holds now is current
+        _, fetched = rt.call(rt.store.fetch, entry_keys, [*vkeys, clock_key], mark_keys)
+        if fetched is not None and rt.clock_holds(fetched[1].pop()):
+            return fetched
     metrics.record("bypass", "cache")
     return None
 
@@ -455,9 +464,7 @@ def mark(tags: Sequence[str], token: str, wait: bool = True) -> bool:
     if not rt.breaker.allow():
         return False
     vkeys = keys.version_keys(tags)
-    ok, _ = rt.call(
-        rt.store.mark, keys.mark_keys(tags), token, conf.WRITE_MARK_TIMEOUT, wait, [*vkeys, keys.clock_key()]
-    )
+    ok, _ = rt.call(rt.store.mark, keys.mark_keys(tags), token, conf.WRITE_MARK_TIMEOUT, wait, [*vkeys, rt.clock_key])
     if not ok and rt.refused():
         rt.call(rt.store.delete_many, vkeys)  # a full cache: what it cannot mark, nobody reads as current
     return ok
@@ -510,7 +517,7 @@ def bump(
             if unreachable or not rt.call(rt.store.delete_many, vkeys)[0]:
                 rt.lost(tags, lifted)
 
-    clocked = [*vkeys, keys.clock_key()] if vkeys else vkeys
+    clocked = [*vkeys, rt.clock_key] if vkeys else vkeys
     if not rt.call(rt.store.bump, clocked, conf.TAG_TIMEOUT, writes, lifted, failed)[0]:
         if not (vkeys and rt.refused() and rt.call(rt.store.delete_many, vkeys)[0]):
             rt.lost(tags, lifted)

@@ -507,7 +507,7 @@ def bump(
     # until it has run: its reply need not be waited for. (A write's fallback
     # tags are bumped only when another writer reached the row, whose own marks
     # and bump cover what it changed.)
-    if marked and unmark is not None and set(keys.version_keys(unmark[1])).issuperset(vkeys):
+    if marked and not owed and unmark is not None and set(keys.version_keys(unmark[1])).issuperset(vkeys):
 
         def failed(exc: BaseException) -> None:
             metrics.record("error", "cache")

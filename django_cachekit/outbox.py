@@ -93,7 +93,7 @@ def announce(connection: BaseDatabaseWrapper, tags: Iterable[str]) -> None:
             if in_transaction:
                 connection._savepoint_commit(sid)  # type: ignore[attr-defined]
     except DatabaseError as exc:
-        _no_table.add(alias)
+        _forget_if_missing(connection)
         logger.error(
             "django-cachekit: could not record invalidations in %s on %r (run migrate): %s; "
             "only this process will deliver them",
@@ -137,8 +137,7 @@ def _deliver(rt: core.Runtime, connection: BaseDatabaseWrapper) -> bool:
         finally:
             cursor.close()
     except Exception as exc:  # no table (migrations not run), a closed connection
-        if "pending" in str(exc).lower() or "exist" in str(exc).lower():
-            _no_table.add(connection.alias)
+        _forget_if_missing(connection)
         logger.warning("django-cachekit: could not read %s on %r: %s", TABLE, connection.alias, exc)
         return True
     logger.warning(
@@ -147,5 +146,10 @@ def _deliver(rt: core.Runtime, connection: BaseDatabaseWrapper) -> bool:
     return True
 
 
-def reset() -> None:
-    _no_table.clear()
+def _forget_if_missing(connection: BaseDatabaseWrapper) -> None:
+    """Stop using the table on ``connection`` for this process if it does not exist (``migrate`` not run)."""
+    try:
+        if TABLE not in connection.introspection.table_names():
+            _no_table.add(connection.alias)
+    except Exception:  # the connection itself failed: try again next time
+        pass

@@ -65,3 +65,15 @@ def test_strict_refuses_the_commit_and_records_nothing():
             Article.objects.filter(pk=article.pk).update(title="refused")
     assert Article.objects.get(pk=article.pk).title == "before"
     assert recorded() == []
+
+
+def test_a_database_without_the_table_still_takes_the_write(monkeypatch):
+    article = ArticleFactory(title="before")
+    monkeypatch.setattr(outbox, "TABLE", "django_cachekit_not_migrated")
+    monkeypatch.setattr(outbox, "_no_table", set())
+    with cache_on(dead_location()):
+        with transaction.atomic():  # the failed INSERT is rolled back to its savepoint, not the write
+            Article.objects.filter(pk=article.pk).update(title="after")
+        assert outbox._no_table == {"default"}  # not tried again in this process
+        assert "m:testapp_article" in core.runtime().owed  # which still owes the tags itself
+    assert Article.objects.get(pk=article.pk).title == "after"

@@ -38,7 +38,7 @@ from django.db import DatabaseError, connection, connections, transaction
 from django.test.utils import CaptureQueriesContext
 
 import django_cachekit
-from django_cachekit import cached, codec, core, keys, meta
+from django_cachekit import cached, codec, core, keys, meta, outbox
 from django_cachekit.conf import conf
 from tests import settings as test_settings
 from tests.conftest import CACHE, REDIS_CACHES
@@ -69,12 +69,22 @@ def on_throwaway_redis(test):
 # -- the ledger of saves and reads ------------------------------------------------------------
 
 
-class Ledger:
-    """Saves that returned and reads that began, across threads and processes; finds stale reads."""
+_announcing = threading.local()
 
-    def __init__(self):
+
+class Ledger:
+    """Saves that returned and reads that began, across threads and processes; finds stale reads.
+
+    A save whose tags went to the table of undelivered invalidations (its writer could
+    not reach the cache) may be served old by another process for the README's bound,
+    ``PENDING_POLL`` plus one poll; ``save`` notes which saves did.
+    """
+
+    def __init__(self, poll=None):
         self.origin = time.monotonic()  # times in messages are seconds since this
         self.saves = []  # (returned at, pk, views)
+        self.announced = set()  # (pk, views) of saves recorded in the table, not marked in the cache
+        self.grace = 2 * (poll if poll is not None else conf.PENDING_POLL) + 0.25
         self.reads = []  # (began at, who, {pk: views}, queries)
         self.errors = []
         self.events = []  # (at, what): the faults, for messages
@@ -89,8 +99,14 @@ class Ledger:
     def save(self, article, views):
         article.views = views
         article.title = f"v{views}"
-        article.save()
+        _announcing.tags = []
+        try:
+            article.save()
+        finally:
+            announced, _announcing.tags = _announcing.tags, None
         self.saves.append((time.monotonic(), article.pk, views))
+        if announced:
+            self.announced.add((article.pk, views))
 
     def read(self, who, read):
         began = time.monotonic()
@@ -111,7 +127,14 @@ class Ledger:
                 self.errors.append(f"child: {event['error']}")
 
     def floor(self, pk, began):
-        return max((views for t, p, views in self.saves if p == pk and t < began), default=None)
+        return max(
+            (
+                views
+                for t, p, views in self.saves
+                if p == pk and t < began and ((p, views) not in self.announced or t + self.grace < began)
+            ),
+            default=None,
+        )
 
     def stale(self, expected_pks=None):
         """Descriptions of the stale reads (a missing row counts, if ``expected_pks`` says it is there)."""
@@ -134,6 +157,20 @@ class Ledger:
         stale = self.stale(expected_pks)
         events = [f"{what} at +{at - self.origin:.3f}s" for at, what in self.events]
         assert not stale, f"{len(stale)} stale rows in {len(self.reads)} reads ({events}): {stale[:8]}"
+
+
+@pytest.fixture(autouse=True)
+def _noting_announcements(monkeypatch):
+    """Let ``Ledger.save`` see whether the save's tags went to the table of undelivered invalidations."""
+    announce = outbox.announce
+
+    def noting(connection, tags):
+        tags = list(tags)
+        if getattr(_announcing, "tags", None) is not None:
+            _announcing.tags += tags
+        return announce(connection, tags)
+
+    monkeypatch.setattr(outbox, "announce", noting)
 
 
 def get_views(pk):

@@ -227,7 +227,7 @@ def row_of(obj: Any, attnames: Sequence[str]) -> tuple[Any, ...]:
 def cachekit_hook_installed() -> bool:
     from django.db import connection
 
-    from django_cachekit import dbhook
+    from django_cachekit.invalidation import hook as dbhook
 
     return dbhook.execute_wrapper in connection.execute_wrappers
 
@@ -237,7 +237,7 @@ def cachekit_hook_detached() -> Iterator[None]:
     """Stock Django: without django-cachekit's statement hook on the connection."""
     from django.db import connection
 
-    from django_cachekit import dbhook
+    from django_cachekit.invalidation import hook as dbhook
 
     wrappers = connection.execute_wrappers
     index = wrappers.index(dbhook.execute_wrapper) if dbhook.execute_wrapper in wrappers else None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .api import (
+from django_cachekit.api import (
     PatternUnsupported,
     cache_disabled,
     cached,
@@ -12,8 +12,8 @@ from .api import (
     invalidate_pattern,
     invalidate_tags,
 )
-from .outbox import InvalidationUnavailable
-from .warming import warmer
+from django_cachekit.invalidation.outbox import InvalidationUnavailable
+from django_cachekit.warming.warmers import warmer
 
 __version__ = "0.1.0"
 

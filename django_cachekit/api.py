@@ -10,10 +10,14 @@ from typing import Any, TypeVar, cast
 
 from django.db import DEFAULT_DB_ALIAS, connections, models
 
-from . import core, keys, meta, metrics, queries, signals, writes
-from .backends.base import PatternUnsupported
-from .conf import conf
-from .core import cache_disabled
+from django_cachekit.core import keys, protocol, signals
+from django_cachekit.core.protocol import cache_disabled
+from django_cachekit.core.settings import conf
+from django_cachekit.invalidation import buffers
+from django_cachekit.metrics import counters
+from django_cachekit.orm import queries
+from django_cachekit.schema import meta
+from django_cachekit.stores.base import PatternUnsupported
 
 __all__ = [
     "PatternUnsupported",
@@ -32,7 +36,7 @@ _DEFAULT = queries.DEFAULT
 
 def _record(tags: list[str], using: str | None) -> None:
     # Inside a transaction on ``using`` this waits for the commit, like the writes it describes.
-    writes.record(connections[using or DEFAULT_DB_ALIAS], tags)
+    buffers.record(connections[using or DEFAULT_DB_ALIAS], tags)
 
 
 def invalidate_tags(*tags: str, using: str | None = None) -> None:
@@ -90,24 +94,24 @@ def invalidate_pattern(pattern: str, using: str | None = None) -> int:
 
     connection = connections[using or DEFAULT_DB_ALIAS]
     registering = True
-    writes.record_resolved(connection, resolve)
+    buffers.record_resolved(connection, resolve)
     registering = False
     if not sent_at_once:
         # Until the commit, this transaction's own reads of these entries bypass the cache.
-        writes.record(connection, found)
+        buffers.record(connection, found)
     return len(found)
 
 
 def _matching_tags(pattern: str) -> list[str]:
     """The tags with a version whose names match ``pattern``: ``cached(key=...)`` names and user tags."""
-    store = core.runtime().store
+    store = protocol.runtime().store
     names = store.match_tags(keys.call_tag(f"{keys.prefix()}{_function_schema()}:k:{pattern}"))
     return [*names, *store.match_tags(f"u:{pattern}")]
 
 
 def _matching_at_commit(pattern: str) -> list[str]:
     # A commit must not fail for the cache: if the glob cannot be matched, every entry is retired instead.
-    rt = core.runtime()
+    rt = protocol.runtime()
     ok, found = rt.call(_matching_tags, pattern)
     if not ok or found is None:
         rt.retire_all = True
@@ -185,27 +189,27 @@ def cached(
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             nonlocal dep_tags
-            if not core.reading():
+            if not protocol.reading():
                 return func(*args, **kwargs)
             if dep_tags is None:
                 dep_tags = _depends_tags(depends_on)
             try:
                 entry = entry_key(args, kwargs)
             except keys.Unencodable:
-                metrics.record("bypass", name)
+                counters.record("bypass", name)
                 return func(*args, **kwargs)
             user = keys.user_tags(tags(*args, **kwargs)) if callable(tags) else static_tags
             # The call's own tag: invalidate() bumps it, so a reader that computed before never gets served.
             entry_tags = (keys.call_tag(entry), *dep_tags, *user, keys.GLOBAL_TAG)
             if _written_here(entry_tags):
                 return func(*args, **kwargs)
-            hit, payload, versions = core.lookup(entry, entry_tags, name)
+            hit, payload, versions = protocol.lookup(entry, entry_tags, name)
             if hit:
                 return payload
             value = func(*args, **kwargs)
             if versions is not None and _may_store_here():
                 ttl = conf.TIMEOUT if timeout is _DEFAULT else timeout
-                core.store(entry, entry_tags, versions, value, ttl, name)
+                protocol.store(entry, entry_tags, versions, value, ttl, name)
             return value
 
         def invalidate(*args: Any, **kwargs: Any) -> None:
@@ -215,7 +219,7 @@ def cached(
             except keys.Unencodable:  # such a call is never stored
                 return
             _record([keys.call_tag(entry)], None)
-            metrics.record("invalidation", name)
+            counters.record("invalidation", name)
             if signals.cache_invalidated.receivers:
                 signals.invalidated(name, key=entry)
 
@@ -228,7 +232,7 @@ def cached(
 
 def _written_here(tags: tuple[str, ...]) -> bool:
     for connection in connections.all(initialized_only=True):
-        pending = writes.pending(connection.alias)
+        pending = buffers.pending(connection.alias)
         if pending and not pending.isdisjoint(tags):
             return True
     return False

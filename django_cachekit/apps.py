@@ -14,13 +14,15 @@ class CachekitConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import changes, checks, core, dbhook, meta, outbox  # noqa: F401  (checks registers itself)
+        from django_cachekit.core import protocol
+        from django_cachekit.invalidation import hook, outbox
+        from django_cachekit.schema import meta
 
-        if outbox.poll not in core.Runtime.repairs:
-            core.Runtime.repairs.append(outbox.poll)
+        if outbox.poll not in protocol.Runtime.repairs:
+            protocol.Runtime.repairs.append(outbox.poll)
 
-        connection_created.connect(dbhook.install, dispatch_uid="django_cachekit.install")
-        dbhook.install_all()
+        connection_created.connect(hook.install, dispatch_uid="django_cachekit.install")
+        hook.install_all()
         class_prepared.connect(_models_changed, dispatch_uid="django_cachekit.models_changed")
         setting_changed.connect(_settings_changed, dispatch_uid="django_cachekit.settings_changed")
         for model in meta.cached_models():
@@ -29,14 +31,15 @@ class CachekitConfig(AppConfig):
 
 def connect_model(model: Any) -> None:
     """Receivers for what SQL alone does not tell: the declared tags of changed rows."""
-    from . import changes, meta
+    from django_cachekit.invalidation import modeltags
+    from django_cachekit.schema import meta
 
     label = model._meta.label
     info = meta.info(model)
     if info.watched:
-        post_delete.connect(changes.on_delete, sender=model, dispatch_uid=f"django_cachekit.delete.{label}")
-    for field in changes.nulling_fields(model):
-        watcher = changes.NullingWatcher(model, field)
+        post_delete.connect(modeltags.on_delete, sender=model, dispatch_uid=f"django_cachekit.delete.{label}")
+    for field in modeltags.nulling_fields(model):
+        watcher = modeltags.NullingWatcher(model, field)
         uid = f"django_cachekit.nulling.{label}.{field.name}"
         _watchers[uid] = watcher  # receivers are weak references: keep the watcher alive
         pre_delete.connect(watcher.before, sender=field.related_model, dispatch_uid=uid)
@@ -47,20 +50,25 @@ _watchers: dict[str, Any] = {}
 
 
 def _models_changed(sender: Any, **kwargs: Any) -> None:
-    from . import dbhook, meta
+    from django_cachekit.invalidation import hook
+    from django_cachekit.schema import meta
 
     meta.clear_tables()
-    dbhook.clear()
+    hook.clear()
 
 
 def _settings_changed(setting: str, **kwargs: Any) -> None:
     if setting in ("CACHEKIT", "CACHES", "USE_TZ"):
-        from . import backends, core, dbhook, meta, queries
-        from .conf import conf
+        from django_cachekit import stores
+        from django_cachekit.core import protocol
+        from django_cachekit.core.settings import conf
+        from django_cachekit.invalidation import hook
+        from django_cachekit.orm import queries
+        from django_cachekit.schema import meta
 
         conf.reload()
         meta.clear()
-        dbhook.clear()
+        hook.clear()
         queries.clear()
-        backends.reset()
-        core.reset()
+        stores.reset()
+        protocol.reset()

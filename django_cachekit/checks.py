@@ -9,7 +9,7 @@ from django.apps import AppConfig
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 
-from .conf import DEFAULTS
+from django_cachekit.core.settings import DEFAULTS
 
 
 def _is_int(value: Any) -> bool:
@@ -120,7 +120,7 @@ def check_settings(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
 
 @register(Tags.models)
 def check_models(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) -> list[CheckMessage]:
-    from .meta import CacheMetaError, cached_models, is_cached_model, parse_cache_meta
+    from django_cachekit.schema.meta import CacheMetaError, cached_models, is_cached_model, parse_cache_meta
 
     errors: list[CheckMessage] = []
     models: Iterable[Any] = (

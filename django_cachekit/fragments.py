@@ -28,9 +28,10 @@ from typing import Any
 
 from django.db import models
 
-from . import core, keys, meta
-from .api import _may_store_here, _written_here
-from .conf import conf
+from django_cachekit.api import _may_store_here, _written_here
+from django_cachekit.core import keys, protocol
+from django_cachekit.core.settings import conf
+from django_cachekit.schema import meta
 
 __all__ = ["Fragment", "fetch_many", "fragment", "object_tags", "render", "validate_timeout"]
 
@@ -149,10 +150,10 @@ def validate_timeout(timeout: Any) -> int | None:
 def usable(frag: Fragment) -> bool:
     """Whether the cache may be read for ``frag`` now: not inside ``cache_disabled()``,
     nor in a transaction that wrote one of its objects."""
-    return core.reading() and not _written_here(frag.tags)
+    return protocol.reading() and not _written_here(frag.tags)
 
 
-def fetch_many(frags: Sequence[Fragment]) -> dict[str, core.Found]:
+def fetch_many(frags: Sequence[Fragment]) -> dict[str, protocol.Found]:
     """The entries of several fragments and their tags' versions in one round trip.
 
     Fragments that may not be read now are left out; pass each result to
@@ -162,12 +163,12 @@ def fetch_many(frags: Sequence[Fragment]) -> dict[str, core.Found]:
     if not wanted:
         return {}
     namespace = next(iter(wanted.values())).namespace
-    found = core.lookup_many([(f.key, f.tags) for f in wanted.values()], namespace)
+    found = protocol.lookup_many([(f.key, f.tags) for f in wanted.values()], namespace)
     return dict(zip(wanted, found))
 
 
 def render(
-    frag: Fragment, render_fn: Callable[[], str], timeout: Any = DEFAULT, found: core.Found | None = None
+    frag: Fragment, render_fn: Callable[[], str], timeout: Any = DEFAULT, found: protocol.Found | None = None
 ) -> str:
     """The fragment's stored output if it is current, else ``render_fn()``, stored.
 
@@ -179,11 +180,11 @@ def render(
     if not usable(frag):
         return render_fn()
     if found is None:
-        found = core.lookup(frag.key, frag.tags, frag.namespace)
+        found = protocol.lookup(frag.key, frag.tags, frag.namespace)
     hit, payload, versions = found
     if hit and isinstance(payload, str):
         return payload
     output = render_fn()
     if versions is not None and _may_store_here():
-        core.store(frag.key, frag.tags, versions, str(output), ttl, frag.namespace)
+        protocol.store(frag.key, frag.tags, versions, str(output), ttl, frag.namespace)
     return output

@@ -7,8 +7,11 @@ from typing import Any, ClassVar
 
 from django.db import connections, models, router
 
-from . import changes, core, dbhook, meta, replicas, saves, writes
-from .managers import CachedManager
+from django_cachekit.core import protocol
+from django_cachekit.invalidation import buffers, hook, modeltags, rowupdate
+from django_cachekit.orm import replicas
+from django_cachekit.orm.managers import CachedManager
+from django_cachekit.schema import meta
 
 
 class CachedModelMixin(models.Model):
@@ -47,12 +50,12 @@ class CachedModelMixin(models.Model):
     ) -> None:
         using = using or router.db_for_write(self.__class__, instance=self)
         connection = connections[using]
-        with writes.batch(connection):
-            plan = changes.before_save(self, connection, update_fields, force_insert)
+        with buffers.batch(connection):
+            plan = modeltags.before_save(self, connection, update_fields, force_insert)
             if plan.marks:
-                writes.mark_soon(connection, plan.marks)
+                buffers.mark_soon(connection, plan.marks)
             try:
-                with dbhook.covering(plan.covered):
+                with hook.covering(plan.covered):
                     super().save_base(
                         raw=raw,
                         force_insert=force_insert,
@@ -62,9 +65,9 @@ class CachedModelMixin(models.Model):
                     )
             except BaseException:
                 if plan.covered is not None:  # the UPDATE may have run: its values go unreported
-                    changes.keyed_unknown(self, using)
+                    modeltags.keyed_unknown(self, using)
                 raise
-            changes.after_save(self, connection, plan, update_fields)
+            modeltags.after_save(self, connection, plan, update_fields)
 
     def _do_update(  # type: ignore[override]
         self,
@@ -79,7 +82,7 @@ class CachedModelMixin(models.Model):
         """Django's, with the statement made once per model and set of fields (see ``saves``)."""
         statement = None
         if not (returning and returning[0]) and not self._meta.select_on_save and not base_qs.query.where:
-            statement = saves.update_statement(base_qs.model, pk_val, values, connections[using])
+            statement = rowupdate.update_statement(base_qs.model, pk_val, values, connections[using])
         if statement is None:
             return super()._do_update(  # type: ignore[misc]
                 base_qs, using, pk_val, values, update_fields, forced_update, *returning
@@ -114,11 +117,11 @@ def cache_versions(objs: Iterable[models.Model]) -> list[str]:
         info = meta.info(type(obj))
         tagged.append((info, info.version_tags(info.pk_value(obj.pk))))
     all_tags = list(dict.fromkeys(tag for _, tags in tagged for tag in tags))
-    found = core.versions(all_tags) if all_tags else {}
+    found = protocol.versions(all_tags) if all_tags else {}
     out = []
     for info, tags in tagged:
         if found is None:
-            from .backends.base import fresh_version
+            from django_cachekit.stores.base import fresh_version
 
             out.append(f"{info.schema}-x{fresh_version():x}")
         else:

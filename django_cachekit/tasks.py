@@ -18,7 +18,7 @@ try:
 except ImportError:  # Django 5.2: the backport
     from django_tasks import task  # type: ignore[import-not-found,no-redef]
 
-from . import warming
+from django_cachekit.warming import warmers
 
 
 class WarmingFailed(RuntimeError):
@@ -34,8 +34,8 @@ def warm_cache(
     Raises ``WarmingFailed``, after running every other warmer, when one failed,
     so the task runner records the run as failed.
     """
-    runner = warming.Runner(limit=limit)
-    selected = warming.select(labels or (), tags or ())
+    runner = warmers.Runner(limit=limit)
+    selected = warmers.select(labels or (), tags or ())
     if not runner.cache_available():
         raise WarmingFailed("The cache is unavailable; nothing was warmed.")
     results = [runner.run(item) for item in selected]

@@ -3,7 +3,7 @@ import os
 import pytest
 from django.core.cache import caches
 
-from django_cachekit import metrics
+from django_cachekit.metrics import counters as metrics
 
 CACHE = os.environ.get("CACHEKIT_TEST_CACHE", "locmem")
 DB = os.environ.get("CACHEKIT_TEST_DB", "sqlite")
@@ -12,7 +12,7 @@ REDIS_CACHES = ("django-redis", "redis")
 
 @pytest.fixture(autouse=True)
 def _clean_cache():
-    from django_cachekit import core
+    from django_cachekit.core import protocol as core
 
     caches["default"].clear()
     metrics.reset()

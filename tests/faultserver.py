@@ -40,7 +40,7 @@ import redis
 from django.conf import settings
 from django.test.utils import override_settings
 
-from django_cachekit import core
+from django_cachekit.core import protocol as core
 
 ALIAS = "faulty"
 HOST = "127.0.0.1"

@@ -8,7 +8,7 @@ from django.middleware.csrf import get_token
 from django.urls import path
 from django.utils.cache import patch_vary_headers
 
-from django_cachekit.decorators import cache_headers, cache_response, conditional
+from django_cachekit.http.decorators import cache_headers, cache_response, conditional
 from tests.testapp.models import Article, Author
 
 RENDERS: Counter = Counter()

@@ -265,7 +265,7 @@ def test_key_prefix_separates_namespaces(queries):
 
 
 def test_per_call_invalidate_is_a_bump_counted_once_for_its_function(queries):
-    from django_cachekit import metrics
+    from django_cachekit.metrics import counters as metrics
 
     @cached(timeout=60)
     @counting
@@ -295,8 +295,8 @@ def test_invalidate_pattern_elsewhere_fails_at_the_call_inside_a_transaction():
 def test_invalidate_pattern_that_cannot_look_at_commit_retires_everything(monkeypatch):
     from django.db import transaction
 
-    from django_cachekit import core
-    from django_cachekit.backends import get_store
+    from django_cachekit.core import protocol as core
+    from django_cachekit.stores import get_store
 
     @cached(key="sales:{region}")
     @counting

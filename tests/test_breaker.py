@@ -14,7 +14,7 @@ import time
 import pytest
 from django.test.utils import override_settings
 
-from django_cachekit import core
+from django_cachekit.core import protocol as core
 from tests.conftest import CACHE, REDIS_CACHES
 from tests.factories import ArticleFactory
 from tests.testapp.models import Article

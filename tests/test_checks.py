@@ -12,9 +12,9 @@ from django.core.management import call_command
 from django.db import models
 from django.test.utils import isolate_apps, override_settings
 
-from django_cachekit import meta
 from django_cachekit.checks import check_cache_backend, check_models, check_settings
 from django_cachekit.models import CachedModelMixin
+from django_cachekit.schema import meta
 from tests.factories import AuthorFactory
 from tests.testapp.models import Author
 
@@ -246,7 +246,7 @@ def test_replicas_is_a_known_key_and_a_registered_check():
 
 
 def test_replicas_that_are_not_a_dict_fail_when_read():
-    from django_cachekit.conf import conf
+    from django_cachekit.core.settings import conf
 
     with override_settings(CACHEKIT={"REPLICAS": ["replica"]}):
         with pytest.raises(ImproperlyConfigured, match=r"\['replica'\]"):

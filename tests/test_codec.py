@@ -8,7 +8,9 @@ from decimal import Decimal
 
 import pytest
 
-from django_cachekit import codec, core, metrics
+from django_cachekit.core import codec
+from django_cachekit.core import protocol as core
+from django_cachekit.metrics import counters as metrics
 from tests.factories import ArticleFactory
 from tests.testapp.models import Article
 

@@ -22,7 +22,8 @@ from django.core.management.base import CommandError
 from django.db import connection
 from django.test.utils import override_settings
 
-from django_cachekit import cached, warmer, warming
+from django_cachekit import cached, warmer
+from django_cachekit.warming import warmers as warming
 from tests import settings as test_settings
 from tests.conftest import CACHE, REDIS_CACHES
 from tests.factories import ArticleFactory

@@ -15,7 +15,9 @@ from django.db import connection, transaction
 from django.db.models.signals import pre_save
 from django.test import override_settings
 
-from django_cachekit import core, keys, meta
+from django_cachekit.core import keys
+from django_cachekit.core import protocol as core
+from django_cachekit.schema import meta
 from tests.conftest import CACHE, DB, REDIS_CACHES
 from tests.factories import ArticleFactory
 from tests.test_race import finish, in_thread

@@ -18,8 +18,10 @@ from django.urls import path
 from prometheus_client import generate_latest
 from prometheus_client.registry import REGISTRY, CollectorRegistry
 
-from django_cachekit import metrics, signals, totals
 from django_cachekit.contrib.prometheus import CachekitCollector, metrics_view, register
+from django_cachekit.core import signals
+from django_cachekit.metrics import counters as metrics
+from django_cachekit.metrics import totals
 from tests.factories import ArticleFactory, AuthorFactory
 from tests.testapp.models import Article, Author
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from django_cachekit.dbhook import covering, read_tables, write_tags
+from django_cachekit.invalidation.hook import covering, read_tables, write_tags
 
 A = "testapp_article"
 # The article table's keyed tag: it has integer foreign keys (author, category, plain).
@@ -307,13 +307,13 @@ def test_write_tags_of_every_statement(sql, params, expected):
     ],
 )
 def test_isolation_set_in_sql(sql, expected):
-    from django_cachekit import statements
+    from django_cachekit.invalidation import statements
 
     assert statements.read(sql).isolation == expected
 
 
 def test_transaction_statements():
-    from django_cachekit import statements
+    from django_cachekit.invalidation import statements
 
     assert statements.read("BEGIN").begins
     assert statements.read("start transaction").begins
@@ -322,7 +322,7 @@ def test_transaction_statements():
 
 
 def test_a_commented_or_mixed_case_link_write_is_seen_by_the_link_reader():
-    from django_cachekit import links
+    from django_cachekit.invalidation import links
 
     for sql in (
         f'/* raw */ INSERT INTO "{T}" ("article_id", "tag_id") VALUES (%s, %s)',

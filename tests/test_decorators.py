@@ -15,8 +15,11 @@ from django.test import AsyncClient, Client, RequestFactory
 from django.test.utils import override_settings
 from django.utils.http import http_date
 
-from django_cachekit import core, httpcache, invalidate_tags, keys
-from django_cachekit.decorators import cache_headers, cache_response, conditional
+from django_cachekit import invalidate_tags
+from django_cachekit.core import keys
+from django_cachekit.core import protocol as core
+from django_cachekit.http import responses as httpcache
+from django_cachekit.http.decorators import cache_headers, cache_response, conditional
 from tests import httpviews
 from tests.conftest import CACHE, REDIS_CACHES
 from tests.factories import ArticleFactory, AuthorFactory, CommentFactory

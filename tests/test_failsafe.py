@@ -38,8 +38,12 @@ from django.db import DatabaseError, connection, connections, transaction
 from django.test.utils import CaptureQueriesContext
 
 import django_cachekit
-from django_cachekit import cached, codec, core, keys, meta, outbox
-from django_cachekit.conf import conf
+from django_cachekit import cached
+from django_cachekit.core import codec, keys
+from django_cachekit.core import protocol as core
+from django_cachekit.core.settings import conf
+from django_cachekit.invalidation import outbox
+from django_cachekit.schema import meta
 from tests import settings as test_settings
 from tests.conftest import CACHE, REDIS_CACHES
 from tests.factories import ArticleFactory, TagFactory

@@ -5,7 +5,7 @@ from django.db import connection
 from django.db.models import Count, OuterRef, Q, Subquery
 from django.test.utils import CaptureQueriesContext
 
-from django_cachekit import fingerprint
+from django_cachekit.orm import fingerprint
 from tests.factories import ArticleFactory, AuthorFactory, CommentFactory, TagFactory
 from tests.testapp.models import Article, Category, Comment
 
@@ -21,16 +21,16 @@ def data():
 
 def compiled_sql(monkeypatch):
     """Count SQL compilations done to build keys."""
-    from django_cachekit import queries
+    from django_cachekit.orm import queries
 
     calls = []
-    original = queries.dbhook.read_tables
+    original = queries.hook.read_tables
 
     def read_tables(sql):
         calls.append(sql)
         return original(sql)
 
-    monkeypatch.setattr(queries.dbhook, "read_tables", read_tables)
+    monkeypatch.setattr(queries.hook, "read_tables", read_tables)
     return calls
 
 
@@ -143,7 +143,7 @@ def test_model_instances_and_unsaved_values():
 
 
 def test_shape_is_compiled_once_per_process(data, monkeypatch):
-    from django_cachekit import queries
+    from django_cachekit.orm import queries
 
     queries.clear()
     calls = compiled_sql(monkeypatch)
@@ -159,7 +159,7 @@ def test_shape_is_compiled_once_per_process(data, monkeypatch):
 
 
 def test_field_names_are_part_of_the_shape(queries, data):
-    from django_cachekit import queries as plans
+    from django_cachekit.orm import queries as plans
 
     _, rows = data
     plans.clear()

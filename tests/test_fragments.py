@@ -8,7 +8,9 @@ from django.core.cache import caches
 from django.db import transaction
 from django.template import Context, Engine, Template, TemplateSyntaxError
 
-from django_cachekit import cache_disabled, core, fragments, invalidate_tags, metrics
+from django_cachekit import cache_disabled, fragments, invalidate_tags
+from django_cachekit.core import protocol as core
+from django_cachekit.metrics import counters as metrics
 from django_cachekit.templatetags import cachekit as cachekit_tags
 from tests.conftest import CACHE, REDIS_CACHES
 from tests.factories import ArticleFactory, CommentFactory

@@ -4,8 +4,9 @@ import pytest
 from django.db import models
 from django.test.utils import isolate_apps
 
-from django_cachekit import keys, meta
+from django_cachekit.core import keys
 from django_cachekit.models import CachedModelMixin
+from django_cachekit.schema import meta
 from tests.factories import ArticleFactory
 from tests.testapp.models import Article
 

@@ -6,7 +6,8 @@ import pytest
 from django.db import connections, transaction
 from django.db.models import Count, Max, Prefetch, Sum
 
-from django_cachekit import invalidate_tags, metrics
+from django_cachekit import invalidate_tags
+from django_cachekit.metrics import counters as metrics
 from tests.factories import ArticleFactory, AuthorFactory, CommentFactory, TagFactory
 from tests.testapp.models import Article, Author, Comment, PublishedManagerArticle, Tag
 

@@ -20,8 +20,11 @@ from django.core.management.base import CommandError
 from django.db import connection
 from django.test.utils import override_settings
 
-from django_cachekit import cached, invalidate_all, invalidate_tags, metrics, signals, totals
+from django_cachekit import cached, invalidate_all, invalidate_tags
 from django_cachekit.checks import check_settings
+from django_cachekit.core import signals
+from django_cachekit.metrics import counters as metrics
+from django_cachekit.metrics import totals
 from tests.conftest import CACHE, needs_redis
 from tests.factories import ArticleFactory, AuthorFactory
 from tests.testapp.models import Article, Author
@@ -272,7 +275,7 @@ def test_a_flush_is_one_round_trip_on_redis(monkeypatch):
     assert totals.flush() is True
     monkeypatch.undo()
     assert calls == ["execute"]  # one pipeline: 20 counters, 20 sorted sets and their expiry
-    store = totals.core.runtime().store
+    store = totals.protocol.runtime().store
     ttl = store.client.ttl(str(store._make_key("ck:metrics:counts")))
     assert 0 < ttl <= totals.conf.TAG_TIMEOUT  # abandoned totals expire
     report = stats_json()

@@ -5,7 +5,10 @@ import shutil
 import pytest
 from django.db import transaction
 
-from django_cachekit import InvalidationUnavailable, core, keys, outbox
+from django_cachekit import InvalidationUnavailable
+from django_cachekit.core import keys
+from django_cachekit.core import protocol as core
+from django_cachekit.invalidation import outbox
 from django_cachekit.models import PendingInvalidation
 from tests.conftest import CACHE, REDIS_CACHES
 from tests.factories import ArticleFactory

@@ -14,8 +14,10 @@ from django.db import connection
 from django.db.models import Count, Q
 from django.http import HttpResponse
 
-from django_cachekit import cached, fragments, keys, metrics
-from django_cachekit.decorators import conditional
+from django_cachekit import cached, fragments
+from django_cachekit.core import keys
+from django_cachekit.http.decorators import conditional
+from django_cachekit.metrics import counters as metrics
 from tests.conftest import DB
 from tests.factories import ArticleFactory, AuthorFactory
 from tests.testapp.models import Article

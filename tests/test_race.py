@@ -13,7 +13,8 @@ import time
 import pytest
 from django.db import close_old_connections, connection, transaction
 
-from django_cachekit import core, writes
+from django_cachekit.core import protocol as core
+from django_cachekit.invalidation import buffers as writes
 from tests.conftest import CACHE, DB, REDIS_CACHES
 from tests.factories import ArticleFactory, AuthorFactory, TagFactory
 from tests.testapp.models import Article

@@ -10,7 +10,7 @@ import threading
 import pytest
 from django.db import connection, connections, transaction
 
-from django_cachekit import queries as cachekit_queries
+from django_cachekit.orm import queries as cachekit_queries
 from tests.conftest import DB, needs_postgres
 from tests.factories import ArticleFactory, AuthorFactory, TagFactory
 from tests.testapp.models import Article, ArticleTotals, Legacy, Tag

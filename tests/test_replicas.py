@@ -20,7 +20,9 @@ from django.db import connections
 from django.db.models import Max, Sum
 from django.test.utils import CaptureQueriesContext, override_settings
 
-from django_cachekit import cache_disabled, core, replicas
+from django_cachekit import cache_disabled
+from django_cachekit.core import protocol as core
+from django_cachekit.orm import replicas
 from tests import replica
 from tests.conftest import DB
 from tests.factories import ArticleFactory, AuthorFactory
@@ -366,7 +368,7 @@ def test_an_alias_is_its_own_primary_without_routers_or_setting():
 
 @mirror_db
 def test_warming_through_a_router_stores_the_entries_routed_reads_use(mirrored, article):
-    from django_cachekit import warming
+    from django_cachekit.warming import warmers as warming
 
     (result,) = warming.warm(["testapp.Article"])
     assert result.error is None and result.stored >= 2  # the query entry and the article's object entry

@@ -9,7 +9,7 @@ from django.db.models import CharField, F, Value, sql
 from django.db.models.sql.compiler import SQLUpdateCompiler
 from django.test.utils import CaptureQueriesContext
 
-from django_cachekit import saves
+from django_cachekit.invalidation import rowupdate as saves
 from tests.factories import ArticleFactory, AuthorFactory, CategoryFactory, CommentFactory
 from tests.testapp.models import Article, Author, Category, Comment, Place, Restaurant
 

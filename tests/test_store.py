@@ -12,9 +12,9 @@ import time
 
 import pytest
 
-from django_cachekit import core
-from django_cachekit.backends import get_store
-from django_cachekit.backends.base import Expect, Write
+from django_cachekit.core import protocol as core
+from django_cachekit.stores import get_store
+from django_cachekit.stores.base import Expect, Write
 from tests.conftest import CACHE, REDIS_CACHES, needs_redis
 
 pytestmark = pytest.mark.django_db
@@ -223,7 +223,7 @@ def test_a_bump_that_fails_after_it_was_sent_is_reported(store, monkeypatch):
 
 @pytest.mark.django_db(transaction=True)
 def test_a_save_whose_deferred_bump_failed_is_not_forgotten(monkeypatch):
-    from django_cachekit.backends.redis import RedisStore
+    from django_cachekit.stores.redis import RedisStore
     from tests.factories import ArticleFactory
 
     article = ArticleFactory()
@@ -275,7 +275,7 @@ def test_a_forked_child_opens_its_own_connection(store):
 def test_a_pool_of_other_connections_is_used_through_the_client(store, monkeypatch):
     from redis.connection import Connection
 
-    from django_cachekit.backends.redis import RedisStore
+    from django_cachekit.stores.redis import RedisStore
 
     class Managed(Connection):  # as Sentinel's connections, which ask their pool for the master
         pass
@@ -322,7 +322,7 @@ def test_a_threads_connection_closes_when_the_thread_ends(store):
 def test_commands_are_packed_as_redis_py_packs_them(encoding):
     from redis.connection import Connection
 
-    from django_cachekit.backends.redis import _packer
+    from django_cachekit.stores.redis import _packer
 
     connection = Connection(host="127.0.0.1", encoding=encoding)
     args = ("EVALSHA", "f" * 40, 2, "ck:v:o:café:1", "ck:v:g", 604800000, 1.5, b"\x00\xff entry", "v")

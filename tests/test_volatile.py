@@ -9,8 +9,8 @@ from django.db.models import Count, Max, Q
 from django.db.models.functions import Now, Random
 from django.utils import timezone
 
-from django_cachekit import metrics
-from django_cachekit import queries as plans
+from django_cachekit.metrics import counters as metrics
+from django_cachekit.orm import queries as plans
 from tests.factories import ArticleFactory, AuthorFactory
 from tests.testapp.models import Article
 

@@ -8,10 +8,12 @@ from django.core.cache import caches
 from django.db import models
 from django.test.utils import isolate_apps
 
-from django_cachekit import cached, core, warmer, warming
+from django_cachekit import cached, warmer
 from django_cachekit.checks import check_models
-from django_cachekit.meta import CacheMetaError, parse_cache_meta
+from django_cachekit.core import protocol as core
 from django_cachekit.models import CachedModelMixin
+from django_cachekit.schema.meta import CacheMetaError, parse_cache_meta
+from django_cachekit.warming import warmers as warming
 from tests.conftest import CACHE
 from tests.factories import ArticleFactory, AuthorFactory, CategoryFactory
 from tests.testapp.models import Article, Author, Category, Plain

@@ -11,7 +11,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def version_of(tag):
-    from django_cachekit import core
+    from django_cachekit.core import protocol as core
 
     return core.versions([tag])[tag]
 
@@ -23,7 +23,7 @@ def test_invalidation_waits_for_commit(queries):
     with transaction.atomic():
         Article.objects.filter(pk=article.pk).update(title="after")
         # Another reader (no pending writes of its own) still gets the committed state.
-        from django_cachekit import writes
+        from django_cachekit.invalidation import buffers as writes
 
         assert "m:testapp_article" in writes.pending("default")
     with queries(1):

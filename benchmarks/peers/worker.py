@@ -259,7 +259,7 @@ class Context:
             return None
         from django.db import connection
 
-        from django_cachekit import dbhook
+        from django_cachekit.invalidation import hook as dbhook
 
         connection.ensure_connection()
         if dbhook.execute_wrapper not in connection.execute_wrappers:
@@ -285,7 +285,7 @@ class Context:
         """Remove every key of this worker, after django-cachekit has written its pending metrics."""
         if self.lib == "cachekit":
             try:
-                from django_cachekit import totals
+                from django_cachekit.metrics import totals
 
                 totals.flush()
             except Exception:  # metrics are not what this benchmark measures

@@ -21,7 +21,8 @@ from typing import Any
 from debug_toolbar.panels import Panel
 from django.http import HttpRequest, HttpResponse
 
-from .. import signals, totals
+from django_cachekit.core import signals
+from django_cachekit.metrics import totals
 
 SHOWN = 500  # events listed per request; the counts cover them all
 

@@ -24,7 +24,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import REGISTRY, Collector, CollectorRegistry
 
-from .. import metrics, totals
+from django_cachekit.metrics import counters, totals
 
 logger = logging.getLogger("django_cachekit")
 
@@ -41,7 +41,7 @@ class CachekitCollector(Collector):
             report = totals.collect()
         except Exception as exc:  # a scrape must not fail because the cache did
             logger.warning("django-cachekit: metrics read from this process only: %r", exc)
-            report = totals.Report(metrics.snapshot(), metrics.biggest(), shared=False)
+            report = totals.Report(counters.snapshot(), counters.biggest(), shared=False)
         return self._families(report)
 
     def _families(self, report: totals.Report | None = None) -> list[Metric]:
@@ -66,7 +66,7 @@ class CachekitCollector(Collector):
         if report is not None:
             for namespace, counts in sorted(report.counts.items()):
                 kind = totals.kind(namespace)
-                for event in metrics.EVENTS:
+                for event in counters.EVENTS:
                     events.add_metric([namespace, kind, event], counts[event])
                 rate = totals.hit_rate(counts)
                 if rate is not None:

@@ -12,7 +12,7 @@ from django.core.management.base import CommandError, CommandParser
 from django.db import models
 from django.test.utils import override_settings
 
-from ..conf import conf
+from django_cachekit.core.settings import conf
 
 
 def add_cache_argument(parser: CommandParser) -> None:

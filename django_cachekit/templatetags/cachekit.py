@@ -20,7 +20,8 @@ from django.template.base import FilterExpression, Node, NodeList, Parser, Token
 from django.template.context import Context
 from django.utils.safestring import SafeString, mark_safe
 
-from .. import core, fragments, keys
+from django_cachekit import fragments
+from django_cachekit.core import keys, protocol
 
 register = template.Library()
 
@@ -53,7 +54,7 @@ class _Prefetched:
     items: list[Any] | None = None
     upto: int = 0
     done: bool = False
-    found: dict[str, core.Found] = field(default_factory=dict)
+    found: dict[str, protocol.Found] = field(default_factory=dict)
 
 
 class CacheFragmentNode(Node):
@@ -121,10 +122,10 @@ class CacheFragmentNode(Node):
 
     def render(self, context: Context) -> SafeString:
         frag, timeout = self.describe(context)
-        found = self._prefetched(context, frag) if self.loop is not None and core.reading() else None
+        found = self._prefetched(context, frag) if self.loop is not None and protocol.reading() else None
         return mark_safe(fragments.render(frag, lambda: self.nodelist.render(context), timeout, found))
 
-    def _prefetched(self, context: Context, frag: fragments.Fragment) -> core.Found | None:
+    def _prefetched(self, context: Context, frag: fragments.Fragment) -> protocol.Found | None:
         forloop = context.get("forloop")
         if not isinstance(forloop, dict) or not isinstance(forloop.get("counter0"), int):
             return None

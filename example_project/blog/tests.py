@@ -321,7 +321,7 @@ class FragmentTests(CacheIsolationMixin, TransactionTestCase):
     """The list and the detail render articles and comments as cached fragments."""
 
     def setUp(self):
-        from django_cachekit import metrics
+        from django_cachekit.metrics import counters as metrics
 
         super().setUp()
         self.ada = Author.objects.create(name="Ada Lovelace", email="ada@example.com")
@@ -342,7 +342,7 @@ class FragmentTests(CacheIsolationMixin, TransactionTestCase):
         metrics.reset()
 
     def fragments(self, name):
-        from django_cachekit import metrics
+        from django_cachekit.metrics import counters as metrics
 
         found = metrics.snapshot().get(f"fragment:{name}", {})
         return {event: n for event, n in found.items() if n and event in ("hit", "miss", "stale")}
@@ -351,7 +351,7 @@ class FragmentTests(CacheIsolationMixin, TransactionTestCase):
         """GET ``url``; return the fragment keys of each cache read that had some."""
         from unittest import mock
 
-        from django_cachekit import core
+        from django_cachekit.core import protocol as core
 
         store = core.runtime().store
         fetch = store.fetch

@@ -29,7 +29,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from django_cachekit import cached
-from django_cachekit.decorators import cache_headers, cache_response, conditional
+from django_cachekit.http.decorators import cache_headers, cache_response, conditional
 
 from .forms import CommentForm
 from .models import Article, Author, Category, Comment, Tag

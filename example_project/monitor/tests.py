@@ -7,7 +7,7 @@ from blog.tests import CacheIsolationMixin, clear_cache, seed
 from django.test import TransactionTestCase
 from django.urls import reverse
 
-from django_cachekit import totals
+from django_cachekit.metrics import totals
 
 
 class MonitorTests(CacheIsolationMixin, TransactionTestCase):

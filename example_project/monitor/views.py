@@ -10,7 +10,7 @@ from django.http import JsonResponse
 from django.shortcuts import render
 from django.utils import timezone
 
-from django_cachekit import totals
+from django_cachekit.metrics import totals
 
 TARGET = 80.0  # the hit rate the chart marks as the goal, in percent
 KINDS = ["model", "function", "fragment"]  # the order of the chart's groups

@@ -11,8 +11,9 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DEFAULT_DB_ALIAS, connections, models
 
-from ... import codec, core, keys, meta
-from ..base import add_cache_argument, using_cache
+from django_cachekit.core import codec, keys, protocol
+from django_cachekit.management.base import add_cache_argument, using_cache
+from django_cachekit.schema import meta
 
 _MISSING = object()
 
@@ -85,7 +86,7 @@ class Command(BaseCommand):
             key = info.object_key(db, pk_value)
             report.update(model=model._meta.label, pk=pk_value, database=db)
         report["key"] = key
-        store = core.runtime().store
+        store = protocol.runtime().store
         try:
             raw = store.fetch([key], [])[0][0]
             ttl = store.ttls([key])[0]

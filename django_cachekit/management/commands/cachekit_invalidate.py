@@ -6,8 +6,9 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from ... import api, core
-from ..base import add_cache_argument, models_for, using_cache
+from django_cachekit import api
+from django_cachekit.core import protocol
+from django_cachekit.management.base import add_cache_argument, models_for, using_cache
 
 
 class Command(BaseCommand):
@@ -62,7 +63,7 @@ class Command(BaseCommand):
                 except Exception as exc:  # the cache client's own errors
                     raise CommandError(f"The cache {alias!r} failed: {type(exc).__name__}: {exc}") from None
                 done.append(f"pattern {pattern!r} ({matched} name{'s' if matched != 1 else ''} retired)")
-            if core.runtime().lost_invalidations:
+            if protocol.runtime().lost_invalidations:
                 raise CommandError(f"The cache {alias!r} could not be reached: nothing was invalidated.")
         if verbosity >= 1:
             self.stdout.write(f"Invalidated in cache {alias!r}: {', '.join(done)}.")

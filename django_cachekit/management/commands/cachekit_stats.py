@@ -8,8 +8,8 @@ from typing import Any
 from django.apps import apps
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from ... import metrics, totals
-from ...conf import conf
+from django_cachekit.core.settings import conf
+from django_cachekit.metrics import counters, totals
 
 SORTS = {
     "lookups": lambda r: (-r["lookups"], r["namespace"]),
@@ -103,10 +103,10 @@ class Command(BaseCommand):
             raise CommandError(
                 f"{label!r} is neither an installed model or app nor a namespace with metrics."
             ) from None
-        return totals.Report({n: dict.fromkeys(metrics.EVENTS, 0) for n in names}, {}, shared=False).rows()
+        return totals.Report({n: dict.fromkeys(counters.EVENTS, 0) for n in names}, {}, shared=False).rows()
 
     def _print_json(self, report: totals.Report, rows: list[dict[str, Any]], reset: bool) -> None:
-        total = {event: sum(r[event] for r in rows) for event in metrics.EVENTS}
+        total = {event: sum(r[event] for r in rows) for event in counters.EVENTS}
         data = {
             "cache": conf.CACHE_ALIAS,
             "shared": report.shared,
@@ -144,7 +144,7 @@ class Command(BaseCommand):
                     "-" if largest is None else size(largest),
                 )
             )
-        total = {event: sum(r[event] for r in rows) for event in metrics.EVENTS}
+        total = {event: sum(r[event] for r in rows) for event in counters.EVENTS}
         table.append(
             (
                 "total",

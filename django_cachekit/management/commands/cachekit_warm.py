@@ -14,9 +14,9 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import close_old_connections
 
-from ... import warming
-from ...conf import conf
-from ..base import add_cache_argument, using_cache
+from django_cachekit.core.settings import conf
+from django_cachekit.management.base import add_cache_argument, using_cache
+from django_cachekit.warming import warmers
 
 
 def _positive_int(text: str) -> int:
@@ -68,8 +68,8 @@ class Command(BaseCommand):
         self.verbosity: int = options["verbosity"]
         with using_cache(options["cache"]) as alias:
             try:
-                selected = warming.select(labels, options["tags"])
-            except warming.UnknownLabel as exc:
+                selected = warmers.select(labels, options["tags"])
+            except warmers.UnknownLabel as exc:
                 raise CommandError(str(exc)) from None
             if not selected:
                 self._say("No warmer is registered: give a model CacheMeta.warm or decorate a function with @warmer.")
@@ -77,7 +77,7 @@ class Command(BaseCommand):
             if not conf.ENABLED:
                 self.stderr.write("CACHEKIT['ENABLED'] is False: nothing is warmed.")
                 return
-            runner = warming.Runner(limit=options["limit"], dry_run=options["dry_run"])
+            runner = warmers.Runner(limit=options["limit"], dry_run=options["dry_run"])
             interval = options["interval"]
             if interval is None:
                 if not runner.cache_available():
@@ -90,7 +90,7 @@ class Command(BaseCommand):
 
     # -- rounds -------------------------------------------------------------
 
-    def _periodic(self, runner: warming.Runner, selected: list[warming.Warmer], alias: str, interval: float) -> None:
+    def _periodic(self, runner: warmers.Runner, selected: list[warmers.Warmer], alias: str, interval: float) -> None:
         stop = threading.Event()
         with _stopped_by_signals(stop) as received:
             rounds = 0
@@ -110,8 +110,8 @@ class Command(BaseCommand):
 
     def _round(
         self,
-        runner: warming.Runner,
-        selected: list[warming.Warmer],
+        runner: warmers.Runner,
+        selected: list[warmers.Warmer],
         alias: str,
         number: int | None,
         stop: threading.Event | None = None,
@@ -123,7 +123,7 @@ class Command(BaseCommand):
             return [w.name for w in selected]
         progress = self.verbosity >= 1 and self.stdout.isatty()
         started = time.perf_counter()
-        results: list[warming.Result] = []
+        results: list[warmers.Result] = []
         for index, item in enumerate(selected, 1):
             if stop is not None and stop.is_set():
                 break
@@ -152,7 +152,7 @@ class Command(BaseCommand):
         self._say(summary + ("." if not runner.dry_run else " (dry run: nothing stored)."))
         return failed
 
-    def _report(self, result: warming.Result, dry_run: bool) -> None:
+    def _report(self, result: warmers.Result, dry_run: bool) -> None:
         name = result.warmer.name
         if result.error is not None:
             self.stderr.write(f"{name}: failed: {type(result.error).__name__}: {result.error}")

@@ -12,7 +12,7 @@ import threading
 
 from django.core.cache import caches
 
-from .base import Store
+from django_cachekit.stores.base import Store
 
 _stores: dict[str, Store] = {}
 _lock = threading.Lock()
@@ -30,12 +30,12 @@ def get_store(alias: str) -> Store:
 
 
 def _make_store(alias: str) -> Store:
-    from .redis import redis_client_for
+    from django_cachekit.stores.redis import redis_client_for
 
     cache = caches[alias]
     client = redis_client_for(cache)
     if client is not None:
-        from .redis import RedisStore
+        from django_cachekit.stores.redis import RedisStore
 
         return RedisStore(alias, client)
     return Store(alias)

@@ -17,8 +17,10 @@ from typing import Any
 
 from django.apps import apps
 
-from . import keys, meta, statements
-from .statements import Statement
+from django_cachekit.core import keys
+from django_cachekit.invalidation import statements
+from django_cachekit.invalidation.statements import Statement
+from django_cachekit.schema import meta
 
 _INSERT = re.compile(
     r"\s*\((?P<columns>[^)]*)\)\s*VALUES\s*(?P<values>\((?:\s*%s\s*,?)+\)(?:\s*,\s*\((?:\s*%s\s*,?)+\))*)", re.I

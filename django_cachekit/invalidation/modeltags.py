@@ -15,8 +15,10 @@ from typing import Any
 from django.db import connections, models
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from . import core, keys, meta, writes
-from .meta import KEYED_ATTR, ORIGINAL_ATTR, VERSIONS_ATTR, ModelInfo
+from django_cachekit.core import keys, protocol
+from django_cachekit.invalidation import buffers
+from django_cachekit.schema import meta
+from django_cachekit.schema.meta import KEYED_ATTR, ORIGINAL_ATTR, VERSIONS_ATTR, ModelInfo
 
 _MAX_TOUCH_DEPTH = 8
 
@@ -87,7 +89,7 @@ def rows_changed(
     """Invalidate the declared and touch tags of rows that had ``before`` and now have ``after``."""
     tags = changed_tags(meta.info(model), db, before, after)
     if tags:
-        writes.record(connections[db], tags)
+        buffers.record(connections[db], tags)
 
 
 def changed_tags(
@@ -132,7 +134,7 @@ def instances_changed(
 class SavePlan:
     info: ModelInfo
     before: tuple[Any, ...] | None  # watched values before the save
-    versions: core.Versions | None  # tag versions read before the save, for write-through
+    versions: protocol.Versions | None  # tag versions read before the save, for write-through
     # (table, pk) of a row whose old foreign-key values are known from its load;
     # the save then reports them instead of bumping the table's keyed tag.
     covered: tuple[str, Any] | None = None
@@ -159,17 +161,17 @@ def before_save(
     versions = None
     covered = None
     known = loaded.pop(VERSIONS_ATTR, None)
-    if core.reading() and info.normalizers is not None and _writes_every_column(info, update_fields):
+    if protocol.reading() and info.normalizers is not None and _writes_every_column(info, update_fields):
         if obj._state.adding or obj.pk is None:
             # An insert: the row's own tags must not exist yet; the others are read now.
-            versions = core.versions((*info.rows_tags, keys.GLOBAL_TAG))
+            versions = protocol.versions((*info.rows_tags, keys.GLOBAL_TAG))
         else:
             pk = info.pk_of(obj)
             tags = info.object_tags(pk)
             # Versions from the read that loaded obj are as good as fresh ones: if
             # anything bumped them since, the write-through's check fails.
             reuse = known is not None and known.keys() >= set(tags)
-            versions = known if reuse else core.versions(tags)
+            versions = known if reuse else protocol.versions(tags)
             # The foreign-key values obj was loaded with are the row's old values
             # if no write reached the row between that load and this save's flush,
             # which is what the write-through's check proves (and, when it fails,
@@ -226,7 +228,7 @@ def _keyed_tags(info: ModelInfo, old: tuple[Any, ...], new: tuple[Any, ...]) -> 
 def keyed_unknown(obj: models.Model, using: str) -> None:
     """A save whose foreign-key values cannot be reported: every list keyed on its table goes."""
     obj.__dict__.pop(KEYED_ATTR, None)
-    writes.record(connections[using], meta.info(type(obj)).keyed_tags)
+    buffers.record(connections[using], meta.info(type(obj)).keyed_tags)
 
 
 def after_save(
@@ -272,13 +274,13 @@ def after_save(
                 tags += found
                 otherwise = info.keyed_tags
     if tags:
-        writes.record(connection, tags)
+        buffers.record(connection, tags)
     if row is None:
         return
     assert plan.versions is not None
     pk = info.pk_of(obj)
     object_tags = info.object_tags(pk)
-    write = writes.WriteThrough(
+    write = buffers.WriteThrough(
         key=info.object_key(using, pk),
         tags=object_tags,
         before=tuple([plan.versions.get(t) for t in object_tags]),
@@ -287,9 +289,9 @@ def after_save(
         target=obj,
         otherwise=otherwise,
     )
-    buffer = writes.current(connection)
+    buffer = buffers.current(connection)
     if buffer is None:
-        core.bump([], [write.as_write(set())])
+        protocol.bump([], [write.as_write(set())])
     else:
         buffer.add_write(write)
 

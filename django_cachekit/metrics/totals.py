@@ -20,9 +20,10 @@ from typing import Any
 
 from django.core.cache import BaseCache
 
-from . import core, keys, metrics, signals
-from .backends.redis import RedisStore
-from .conf import conf
+from django_cachekit.core import keys, protocol, signals
+from django_cachekit.core.settings import conf
+from django_cachekit.metrics import counters
+from django_cachekit.stores.redis import RedisStore
 
 logger = logging.getLogger("django_cachekit")
 
@@ -80,18 +81,18 @@ def flush() -> bool:
     if not conf.METRICS:
         return False
     with _flush_lock:
-        found = metrics.pending()
+        found = counters.pending()
         _, counts, changed = found
         if not counts and not changed:
             return True
-        if not core.runtime().breaker.allow():
+        if not protocol.runtime().breaker.allow():
             return False
         try:
             _shared().add(counts, changed)
         except Exception as exc:  # any cache client error: try again at the next flush
             logger.warning("django-cachekit: could not add metrics to the cache: %r", exc)
             return False
-        metrics.mark_flushed(found)
+        counters.mark_flushed(found)
         return True
 
 
@@ -109,9 +110,9 @@ class Report:
                 {
                     "namespace": namespace,
                     "kind": kind(namespace),
-                    "lookups": sum(counts[e] for e in metrics.LOOKUPS),
+                    "lookups": sum(counts[e] for e in counters.LOOKUPS),
                     "hit_rate": hit_rate(counts),
-                    **{event: counts[event] for event in metrics.EVENTS},
+                    **{event: counts[event] for event in counters.EVENTS},
                     "biggest": [{"bytes": n, "key": k} for n, k in self.biggest.get(namespace, [])],
                 }
             )
@@ -119,12 +120,12 @@ class Report:
         return rows
 
     def total(self) -> dict[str, int]:
-        return {event: sum(c[event] for c in self.counts.values()) for event in metrics.EVENTS}
+        return {event: sum(c[event] for c in self.counts.values()) for event in counters.EVENTS}
 
 
 def hit_rate(counts: dict[str, int]) -> float | None:
     """Hits as a percentage of lookups (hits, misses, stale and unreadable entries); None without lookups."""
-    lookups = sum(counts.get(e, 0) for e in metrics.LOOKUPS)
+    lookups = sum(counts.get(e, 0) for e in counters.LOOKUPS)
     return round(100.0 * counts.get("hit", 0) / lookups, 1) if lookups else None
 
 
@@ -144,15 +145,15 @@ def collect() -> Report:
     Raises the cache client's error when the shared totals cannot be read.
     """
     if not conf.METRICS:
-        return Report(metrics.snapshot(), metrics.biggest(), shared=False)
+        return Report(counters.snapshot(), counters.biggest(), shared=False)
     with _flush_lock:
         counts, biggest = _shared().read()
-        _, unflushed, _ = metrics.pending()
+        _, unflushed, _ = counters.pending()
     counts.update(unflushed)
-    for namespace, entries in metrics.biggest().items():
+    for namespace, entries in counters.biggest().items():
         _merge(biggest.setdefault(namespace, {}), {k: n for n, k in entries})
     return Report(
-        metrics.as_table(+counts),
+        counters.as_table(+counts),
         {ns: sorted(((n, k) for k, n in found.items()), reverse=True) for ns, found in biggest.items() if found},
         shared=True,
     )
@@ -164,14 +165,14 @@ def reset() -> None:
         if conf.METRICS:
             _shared().clear()
         _indexed.clear()
-        metrics.reset()
+        counters.reset()
 
 
 def _merge(into: dict[str, int], entries: dict[str, int]) -> None:
     for key, n in entries.items():
         if n > into.get(key, 0):
             into[key] = n
-    for key in sorted(into, key=into.__getitem__)[: max(len(into) - metrics.BIGGEST_KEPT, 0)]:
+    for key in sorted(into, key=into.__getitem__)[: max(len(into) - counters.BIGGEST_KEPT, 0)]:
         del into[key]
 
 
@@ -256,7 +257,7 @@ class _RedisTotals:
             big = self._key(f"big:{ns}")
             pipe.hincrby(hash_key, _field(ns, "store"), 0)  # so that reset() finds this namespace
             pipe.zadd(big, entries, gt=True)
-            pipe.zremrangebyrank(big, 0, -metrics.BIGGEST_KEPT - 1)
+            pipe.zremrangebyrank(big, 0, -counters.BIGGEST_KEPT - 1)
             pipe.expire(big, ttl)
         pipe.execute()
 
@@ -267,7 +268,7 @@ class _RedisTotals:
         namespaces = sorted({ns for ns, _ in counts})
         pipe = self.client.pipeline(transaction=False)
         for ns in namespaces:
-            pipe.zrevrange(self._key(f"big:{ns}"), 0, metrics.BIGGEST_KEPT - 1, withscores=True)
+            pipe.zrevrange(self._key(f"big:{ns}"), 0, counters.BIGGEST_KEPT - 1, withscores=True)
         biggest: Biggest = {}
         for ns, entries in zip(namespaces, pipe.execute()):
             if entries:
@@ -281,7 +282,7 @@ class _RedisTotals:
 
 
 def _shared() -> _CacheTotals | _RedisTotals:
-    store = core.runtime().store
+    store = protocol.runtime().store
     if isinstance(store, RedisStore):
         return _RedisTotals(store)
     return _CacheTotals(store.cache)

@@ -23,8 +23,8 @@ from django.db import DatabaseError, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.utils import timezone
 
-from . import core, keys
-from .conf import conf
+from django_cachekit.core import keys, protocol
+from django_cachekit.core.settings import conf
 
 logger = logging.getLogger("django_cachekit")
 
@@ -71,7 +71,7 @@ def announce(connection: BaseDatabaseWrapper, tags: Iterable[str]) -> None:
             f"{' and others' if len(tags) > 5 else ''}; with STRICT_INVALIDATION it is refused."
         )
     # Delivered by this process as soon as it reaches the cache, whatever happens to the record.
-    core.runtime().lost(tags)
+    protocol.runtime().lost(tags)
     alias = connection.alias
     if alias in _no_table:
         return
@@ -103,7 +103,7 @@ def announce(connection: BaseDatabaseWrapper, tags: Iterable[str]) -> None:
         )
 
 
-def poll(rt: core.Runtime) -> bool:
+def poll(rt: protocol.Runtime) -> bool:
     """Deliver what writers recorded; False if it could not be (the cache is then not trusted)."""
     ok, claimed = rt.call(rt.store.claim, keys.prefix() + "pending", conf.PENDING_POLL)
     if not ok or not claimed:
@@ -119,7 +119,7 @@ def poll(rt: core.Runtime) -> bool:
     return True
 
 
-def _deliver(rt: core.Runtime, connection: BaseDatabaseWrapper) -> bool:
+def _deliver(rt: protocol.Runtime, connection: BaseDatabaseWrapper) -> bool:
     # The DB-API cursor: not the application's statement, not logged or counted as one.
     table = connection.ops.quote_name(TABLE)
     try:

@@ -13,12 +13,13 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, TypeVar
 
-from . import codec, keys, metrics, signals
-from .backends import get_store
-from .backends.base import Store, Write
-from .breaker import Breaker
-from .conf import conf
-from .signals import cache_hit, cache_invalidated, cache_miss
+from django_cachekit.core import codec, keys, signals
+from django_cachekit.core.breaker import Breaker
+from django_cachekit.core.settings import conf
+from django_cachekit.core.signals import cache_hit, cache_invalidated, cache_miss
+from django_cachekit.metrics import counters
+from django_cachekit.stores import get_store
+from django_cachekit.stores.base import Store, Write
 
 logger = logging.getLogger("django_cachekit")
 
@@ -158,7 +159,7 @@ class Runtime:
         try:
             result = fn(*args)
         except Exception as exc:  # any cache client error: the database stays the source of truth
-            metrics.record("error", "cache")
+            counters.record("error", "cache")
             unreachable = self.store.unreachable(exc)
             self._last.refused = not unreachable
             if unreachable:
@@ -248,7 +249,7 @@ def _validate(raw: Any, required: Sequence[str], versions: Versions, namespace: 
     """Whether ``raw`` is a current entry: it carries every ``required`` tag (and
     maybe others that were fetched), each at the version it was stamped with."""
     if raw is None:
-        metrics.record("miss", namespace)
+        counters.record("miss", namespace)
         if cache_miss.receivers:
             signals.miss(namespace, key, "miss")
         return False, None
@@ -257,18 +258,18 @@ def _validate(raw: Any, required: Sequence[str], versions: Versions, namespace: 
         valid = entry_tags[: len(required)] == required and entry_stamp == tuple(versions[t] for t in entry_tags)
     except codec.CorruptEntry as exc:
         logger.warning("django-cachekit: unreadable entry in %s treated as a miss: %s", namespace, exc)
-        metrics.record("corrupt", namespace)
+        counters.record("corrupt", namespace)
         if cache_miss.receivers:
             signals.miss(namespace, key, "corrupt")
         return False, None
     except (KeyError, TypeError):  # stamped with tags this read did not fetch: not its entry
         valid = False
     if valid:
-        metrics.record("hit", namespace)
+        counters.record("hit", namespace)
         if cache_hit.receivers:
             signals.hit(namespace, key)
         return True, payload
-    metrics.record("stale", namespace)
+    counters.record("stale", namespace)
     if cache_miss.receivers:
         signals.miss(namespace, key, "stale")
     return False, None
@@ -286,7 +287,7 @@ def lookup(
     """
     rt = runtime()
     if not rt.usable():
-        metrics.record("bypass", namespace)
+        counters.record("bypass", namespace)
         return False, None, None
     if vkeys is None:
         vkeys = keys.version_keys(tags)
@@ -298,7 +299,7 @@ def lookup(
     if True in marks:
         # A write of one of its tags is being committed: neither the entry nor
         # what the database returns now may be trusted past the commit.
-        metrics.record("bypass", namespace)
+        counters.record("bypass", namespace)
         return False, None, None
     versions: Versions = {t: v for t, v in zip(tags, found) if v is not None}
     # An entry may carry fewer tags than were fetched, so a missing version
@@ -317,7 +318,7 @@ def lookup_many(items: Sequence[tuple[str, Sequence[str]]], namespace: str, requ
         return []
     rt = runtime()
     if not rt.usable():
-        metrics.record("bypass", namespace, len(items))
+        counters.record("bypass", namespace, len(items))
         return [(False, None, None)] * len(items)
     all_tags = list(dict.fromkeys(tag for _, tags in items for tag in tags))
     vkeys = keys.version_keys(all_tags)
@@ -326,7 +327,7 @@ def lookup_many(items: Sequence[tuple[str, Sequence[str]]], namespace: str, requ
         return [(False, None, None)] * len(items)
     entries, found, marks = fetched
     if True in marks:  # see lookup()
-        metrics.record("bypass", namespace, len(items))
+        counters.record("bypass", namespace, len(items))
         return [(False, None, None)] * len(items)
     versions: Versions | None = {t: v for t, v in zip(all_tags, found) if v is not None}
     results = [
@@ -363,7 +364,7 @@ def _fetch(
         _, fetched = rt.call(rt.store.fetch, entry_keys, [*vkeys, clock_key], mark_keys)
         if fetched is not None and rt.clock_holds(fetched[1].pop()):
             return fetched
-    metrics.record("bypass", "cache")
+    counters.record("bypass", "cache")
     return None
 
 
@@ -408,8 +409,8 @@ def store(
         return
     value = codec.encode(tags, stamp(tags, versions), payload)
     if rt.call(rt.store.set, key, value, timeout, keys.version_keys(tags))[0]:
-        metrics.record("store", namespace)
-        metrics.record_size(namespace, key, len(value))
+        counters.record("store", namespace)
+        counters.record_size(namespace, key, len(value))
         if tally is not None:
             tally.stored[key] = timeout
 
@@ -427,9 +428,9 @@ def store_many(
     values = {key: codec.encode(tags, stamp(tags, versions), payload) for key, tags, versions, payload in items}
     vkeys = keys.version_keys(dict.fromkeys(tag for _, tags, _, _ in items for tag in tags))
     if rt.call(rt.store.set_many, values, timeout, vkeys)[0]:
-        metrics.record("store", namespace, len(items))
+        counters.record("store", namespace, len(items))
         for key, value in values.items():
-            metrics.record_size(namespace, key, len(value))
+            counters.record_size(namespace, key, len(value))
         if tally is not None:
             tally.stored.update(dict.fromkeys(values, timeout))
 
@@ -498,7 +499,7 @@ def bump(
         rt.lost(tags, lifted)
         return
     # One invalidation per model (or namespace) per bump, whatever the number of its tags.
-    grouped = metrics.by_namespace(tags)
+    grouped = counters.by_namespace(tags)
     # What this process owes from earlier failures rides along: a writer that never reads delivers it too.
     owed = rt.owed_tags() if rt.owed or rt.retire_all else []
     vkeys = keys.version_keys([*tags, *owed])
@@ -510,7 +511,7 @@ def bump(
     if marked and not owed and unmark is not None and set(keys.version_keys(unmark[1])).issuperset(vkeys):
 
         def failed(exc: BaseException) -> None:
-            metrics.record("error", "cache")
+            counters.record("error", "cache")
             unreachable = rt.store.unreachable(exc)
             if unreachable:
                 rt.breaker.failure(exc)
@@ -525,6 +526,6 @@ def bump(
     if owed:
         rt.delivered(owed)
     for namespace, bumped in grouped.items():
-        metrics.record("invalidation", namespace)
+        counters.record("invalidation", namespace)
         if cache_invalidated.receivers:
             signals.invalidated(namespace, bumped)

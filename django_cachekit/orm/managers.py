@@ -24,8 +24,11 @@ from django.db.models.query import (
     ValuesListIterable,
 )
 
-from . import changes, core, dbhook, fingerprint, keys, meta, queries, replicas, writes
-from .queries import DEFAULT, OFF, Spec
+from django_cachekit.core import keys, protocol
+from django_cachekit.invalidation import buffers, hook, modeltags
+from django_cachekit.orm import fingerprint, queries, replicas
+from django_cachekit.orm.queries import DEFAULT, OFF, Spec
+from django_cachekit.schema import meta
 
 _M = TypeVar("_M", bound=models.Model)
 
@@ -210,7 +213,7 @@ class CachedQuerySet(models.QuerySet[_M]):
         spec = self._cachekit
         if spec is None:
             spec = _inherited.get()
-        if spec is None or spec is OFF or not core.reading():
+        if spec is None or spec is OFF or not protocol.reading():
             return None
         return spec
 
@@ -303,14 +306,14 @@ class CachedQuerySet(models.QuerySet[_M]):
         key, tags, vkeys = info.object_lookup(source, pk)
         required = info.object_tag_count
         inserted = False
-        pending = writes.pending(source)
+        pending = buffers.pending(source)
         if pending:
             if not pending.isdisjoint(tags[:required]):
                 return _NOT_HANDLED
             # This transaction inserted rows: a cached "does not exist" may be its own row.
             inserted = not pending.isdisjoint(info.model_tags)
         namespace = info.label
-        hit, payload, versions = core.lookup(key, tags, namespace, required, vkeys)
+        hit, payload, versions = protocol.lookup(key, tags, namespace, required, vkeys)
         if inserted:
             versions = None
             hit = hit and payload is not None
@@ -326,9 +329,9 @@ class CachedQuerySet(models.QuerySet[_M]):
         rows = list(qs.filter(pk=pk).values_list(*info.attnames))
         if stamp is not None:
             if rows:
-                core.store(key, tags[:required], stamp, tuple(rows[0]), self._timeout(spec), namespace)
+                protocol.store(key, tags[:required], stamp, tuple(rows[0]), self._timeout(spec), namespace)
             else:
-                core.store(key, tags, stamp, None, self._timeout(spec), namespace)
+                protocol.store(key, tags, stamp, None, self._timeout(spec), namespace)
         else:
             versions = None
         if not rows:
@@ -347,7 +350,7 @@ class CachedQuerySet(models.QuerySet[_M]):
         if not pks:
             return {}
         db, source = self._aliases()
-        pending = writes.pending(source)
+        pending = buffers.pending(source)
         if pending and (
             not pending.isdisjoint(info.model_tags) or any(not pending.isdisjoint(info.object_tags(pk)) for pk in pks)
         ):
@@ -355,9 +358,9 @@ class CachedQuerySet(models.QuerySet[_M]):
         namespace = self.model._meta.label_lower
         items = [(info.object_key(source, pk), info.lookup_tags(pk)) for pk in pks]
         found: dict[Any, tuple[Any, ...]] = {}
-        missing: list[tuple[Any, core.Versions | None]] = []
+        missing: list[tuple[Any, protocol.Versions | None]] = []
         required = len(info.object_tags(pks[0]))
-        for pk, (hit, payload, versions) in zip(pks, core.lookup_many(items, namespace, required)):
+        for pk, (hit, payload, versions) in zip(pks, protocol.lookup_many(items, namespace, required)):
             if hit and (payload is None or (isinstance(payload, tuple) and len(payload) == len(info.attnames))):
                 if payload is not None:
                     found[pk] = payload
@@ -386,7 +389,7 @@ class CachedQuerySet(models.QuerySet[_M]):
                     for pk, versions in missing
                     if versions is not None
                 ]
-                core.store_many(stores, timeout, namespace)
+                protocol.store_many(stores, timeout, namespace)
         objs = self._adopt(info.build(db, found.values(), self.model))
         return {obj.pk: obj for obj in objs}  # type: ignore[attr-defined]
 
@@ -418,7 +421,7 @@ class CachedQuerySet(models.QuerySet[_M]):
         plan = self._plan(source, db, spec, "list", shape)
         if plan is None:
             return None
-        hit, payload, versions = core.lookup(plan.key, plan.tags, plan.namespace)
+        hit, payload, versions = protocol.lookup(plan.key, plan.tags, plan.namespace)
         if hit and isinstance(payload, list):
             if rows_mode:
                 return self._adopt(info.build(db, payload, self.model))
@@ -426,7 +429,7 @@ class CachedQuerySet(models.QuerySet[_M]):
                 return payload
             return self._adopt(_rehomed(payload, db) if source != db else payload)
         stamp = versions if plan.store else None
-        with dbhook.recording() as seen, self._computed_on(source, db, stamp is not None):
+        with hook.recording() as seen, self._computed_on(source, db, stamp is not None):
             if rows_mode:
                 compiler = self.query.get_compiler(using=self.db)
                 payload = [tuple(row) for row in compiler.results_iter(tuple_expected=True)]
@@ -435,7 +438,7 @@ class CachedQuerySet(models.QuerySet[_M]):
                 result = payload = list(self._iterable_class(self))  # type: ignore[call-overload]
         if stamp is not None and queries.verify(plan, seen):
             with self._detached(result if kind == "model" and not rows_mode else []):
-                core.store(plan.key, plan.tags, stamp, payload, self._timeout(spec), plan.namespace)
+                protocol.store(plan.key, plan.tags, stamp, payload, self._timeout(spec), plan.namespace)
         if kind == "model" and not rows_mode and source != db:
             self._rehome(result, db)
         return result
@@ -504,14 +507,14 @@ class CachedQuerySet(models.QuerySet[_M]):
         plan = self._plan(source, db, spec, kind, extra, probe)
         if plan is None:
             return compute()
-        hit, payload, versions = core.lookup(plan.key, plan.tags, plan.namespace)
+        hit, payload, versions = protocol.lookup(plan.key, plan.tags, plan.namespace)
         if hit:
             return payload
         stamp = versions if plan.store else None
-        with dbhook.recording() as seen, self._computed_on(source, db, stamp is not None):
+        with hook.recording() as seen, self._computed_on(source, db, stamp is not None):
             value = compute()
         if stamp is not None and queries.verify(plan, seen):
-            core.store(plan.key, plan.tags, stamp, value, self._timeout(spec), plan.namespace)
+            protocol.store(plan.key, plan.tags, stamp, value, self._timeout(spec), plan.namespace)
         return value
 
     def count(self) -> int:
@@ -552,7 +555,7 @@ class CachedQuerySet(models.QuerySet[_M]):
             before = list(qs.values_list("pk", *info.watched))
             updated = super().update(**kwargs)
             after = self.model._base_manager.using(db).filter(pk__in=[row[0] for row in before])
-            changes.rows_changed(
+            modeltags.rows_changed(
                 self.model, db, [r[1:] for r in before], [r[1:] for r in after.values_list("pk", *info.watched)]
             )
         return updated
@@ -561,7 +564,7 @@ class CachedQuerySet(models.QuerySet[_M]):
         created = super().bulk_create(objs, *args, **kwargs)
         info = meta.info(self.model)
         if info.watched:
-            changes.instances_changed(self.model, self.db, [], created)
+            modeltags.instances_changed(self.model, self.db, [], created)
         return created
 
     def bulk_update(self, objs: Iterable[_M], fields: Iterable[str], batch_size: int | None = None) -> int:
@@ -571,10 +574,10 @@ class CachedQuerySet(models.QuerySet[_M]):
             return super().bulk_update(objs, fields, batch_size=batch_size)
         db = self.db
         with transaction.atomic(using=db, savepoint=False):
-            before = changes.loaded_values(self.model, db, objs)
+            before = modeltags.loaded_values(self.model, db, objs)
             updated = super().bulk_update(objs, fields, batch_size=batch_size)
-            changes.rows_changed(self.model, db, before, [changes.current_values(info, o) for o in objs])
-            changes.remember(info, objs)
+            modeltags.rows_changed(self.model, db, before, [modeltags.current_values(info, o) for o in objs])
+            modeltags.remember(info, objs)
         return updated
 
 

@@ -15,7 +15,8 @@ from collections.abc import Iterable
 
 from django.db import models
 
-from . import keys, meta
+from django_cachekit.core import keys
+from django_cachekit.schema import meta
 
 EVENTS = ("hit", "miss", "stale", "corrupt", "bypass", "store", "invalidation", "error")
 # The outcomes of a lookup: a hit, or a miss of one kind (no entry, an outdated one, an unreadable one).
@@ -48,7 +49,7 @@ def _counts() -> Counter[tuple[str, str]]:
             _prune()
             _live.append((threading.current_thread(), counts))
         _local.counts = counts
-        from .totals import start
+        from django_cachekit.metrics.totals import start
 
         start()  # the background flush, once per process
         return counts

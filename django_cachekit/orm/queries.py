@@ -18,8 +18,11 @@ from django.db.models.lookups import Exact
 from django.db.models.sql import Query
 from django.db.models.sql.where import AND
 
-from . import dbhook, keys, meta, metrics, writes
-from .memo import Memo
+from django_cachekit.core import keys
+from django_cachekit.core.memo import Memo
+from django_cachekit.invalidation import buffers, hook
+from django_cachekit.metrics import counters
+from django_cachekit.schema import meta
 
 logger = logging.getLogger("django_cachekit")
 
@@ -107,7 +110,7 @@ def plan(
                 sql, params = qs.query.get_compiler(using=db).as_sql()
             except EmptyResultSet:
                 return None
-            found_shape = Shape(frozenset(dbhook.read_tables(sql)), keyed_filters(qs.query, sql), volatile(sql))
+            found_shape = Shape(frozenset(hook.read_tables(sql)), keyed_filters(qs.query, sql), volatile(sql))
             if shape is not None:
                 _shapes.remember(shape, found_shape)
             else:
@@ -144,15 +147,15 @@ def plan(
         else:
             table_tags += (keys.keyed_tag(table), tag)
     tags = (*table_tags, *spec.tags, keys.GLOBAL_TAG)
-    pending = writes.pending(db)
+    pending = buffers.pending(db)
     if pending and not pending.isdisjoint(tags):
-        metrics.record("bypass", ns)
+        counters.record("bypass", ns)
         return None
     return Plan(key, tags, tables, ns, may_store(db))
 
 
 def _bypass(ns: str, why: str, *args: Any) -> None:
-    metrics.record("bypass", ns)
+    counters.record("bypass", ns)
     logger.debug("django-cachekit: not caching a query of %s: " + why, ns, *args)
 
 
@@ -205,7 +208,7 @@ def keyed_filters(query: Query, sql: str) -> tuple[Keyed, ...]:
     where = query.where
     if where.connector != AND or where.negated or query.combinator:
         return ()
-    counts = Counter(dbhook.read_table_list(sql))
+    counts = Counter(hook.read_table_list(sql))
     chosen: dict[str, Keyed] = {}
     children: list[Any] = where.children
     for position, child in enumerate(children):
@@ -258,7 +261,7 @@ def _probe(probe: Callable[[], QuerySet[Any]], db: str) -> Probe:
         sql, _ = probe().query.get_compiler(using=db).as_sql()
     except Exception:  # the probe is a hint; the recorded tables of a miss are the check
         return Probe(frozenset(), False)
-    return Probe(frozenset(dbhook.read_tables(sql)), volatile(sql))
+    return Probe(frozenset(hook.read_tables(sql)), volatile(sql))
 
 
 def may_store(db: str) -> bool:
@@ -270,7 +273,7 @@ def may_store(db: str) -> bool:
     comes from the connection's options or from SQL run on it (``SET
     TRANSACTION ISOLATION LEVEL``, ``BEGIN ISOLATION LEVEL``, a session default).
     """
-    from . import sessions
+    from django_cachekit.invalidation import sessions
 
     connection = connections[db]
     if sessions.reads_old_snapshot(connection):

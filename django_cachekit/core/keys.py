@@ -25,7 +25,7 @@ from django.db import models
 from django.db.models import Q
 from django.db.models.expressions import BaseExpression, Combinable
 
-from .conf import conf
+from django_cachekit.core.settings import conf
 
 GLOBAL_TAG = "g"
 TABLE_TAG_KINDS = frozenset("mrotkf")  # tags named "<kind>:<table>[:...]"

@@ -29,7 +29,7 @@ from django.db import models
 from django.db.models import F, Q
 from django.db.models.sql import Query
 
-from . import keys
+from django_cachekit.core import keys
 
 _SCALARS = (type(None), bool, int, float, str, bytes)
 _PLAIN = (decimal.Decimal, datetime.date, datetime.time, datetime.timedelta, uuid.UUID)

@@ -16,8 +16,8 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.utils.cache import has_vary_header
 from django.utils.crypto import salted_hmac
 
-from . import core, keys
-from .conf import conf
+from django_cachekit.core import keys, protocol
+from django_cachekit.core.settings import conf
 
 logger = logging.getLogger("django_cachekit")
 
@@ -95,7 +95,7 @@ def _base() -> str:
     return f"{keys.prefix()}h:"
 
 
-def digests(view: str, tags: Sequence[str], versions: core.Versions, who: str) -> tuple[str, str]:
+def digests(view: str, tags: Sequence[str], versions: protocol.Versions, who: str) -> tuple[str, str]:
     """``(scope, digest)``: the scope names what is validated (the view, the tags
     and who asks); the digest adds the tags' current versions."""
     scope = keys.digest(keys.exact((conf.VERSION, view, tuple(tags), who)))
@@ -113,7 +113,7 @@ def last_modified(scope: str, digest: str, read_started: float, read_ended: floa
     the one in which the version read was served, so a newer digest never gets
     an earlier time than an older one.
     """
-    rt = core.runtime()
+    rt = protocol.runtime()
     if not rt.breaker.allow():
         return None
     cache = rt.store.cache

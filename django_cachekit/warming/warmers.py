@@ -22,10 +22,12 @@ from django.db import models
 from django.db.models.query import ModelIterable
 from django.utils.module_loading import autodiscover_modules
 
-from . import core, keys, meta, replicas
-from .conf import conf
-from .managers import CachedQuerySet
-from .queries import DEFAULT, OFF
+from django_cachekit.core import keys, protocol
+from django_cachekit.core.settings import conf
+from django_cachekit.orm import replicas
+from django_cachekit.orm.managers import CachedQuerySet
+from django_cachekit.orm.queries import DEFAULT, OFF
+from django_cachekit.schema import meta
 
 __all__ = ["Result", "Runner", "UnknownLabel", "Warmer", "WarmerError", "select", "unregister", "warmer", "warmers"]
 
@@ -226,13 +228,13 @@ class Runner:
     _expected: dict[str, int | None] = field(default_factory=dict)
 
     def cache_available(self) -> bool:
-        return core.versions([keys.GLOBAL_TAG]) is not None
+        return protocol.versions([keys.GLOBAL_TAG]) is not None
 
     def run(self, item: Warmer) -> Result:
         result = Result(item)
         started = time.perf_counter()
         self._expected = {}
-        with core.tallying(dry=self.dry_run) as tally:
+        with protocol.tallying(dry=self.dry_run) as tally:
             try:
                 self._load(item, item.func(), 0)
             except Exception as exc:  # reported with the warmer's name; the others still run
@@ -254,8 +256,8 @@ class Runner:
     def _reading(self, timeout: int | None) -> Iterator[None]:
         """Count the reads of the block in the warmer's tally, noting ``timeout``
         as the timeout of the entries they find valid."""
-        outer = core._tally.get()
-        with core.tallying(dry=self.dry_run) as inner:
+        outer = protocol._tally.get()
+        with protocol.tallying(dry=self.dry_run) as inner:
             try:
                 yield
             finally:
@@ -353,7 +355,7 @@ class Runner:
                 timeouts[key] = timeout
         if not timeouts:
             return 0
-        rt = core.runtime()
+        rt = protocol.runtime()
         ok, left = rt.call(rt.store.ttls, list(timeouts))
         if not ok or left is None:
             return 0

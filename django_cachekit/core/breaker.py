@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 
-from .conf import conf
+from django_cachekit.core.settings import conf
 
 logger = logging.getLogger("django_cachekit")
 

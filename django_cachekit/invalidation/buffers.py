@@ -28,9 +28,10 @@ from typing import Any
 from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from . import codec, core, keys, outbox
-from .backends.base import Expect, Write, fresh_version
-from .meta import VERSIONS_ATTR
+from django_cachekit.core import codec, keys, protocol
+from django_cachekit.invalidation import outbox
+from django_cachekit.schema.meta import VERSIONS_ATTR
+from django_cachekit.stores.base import Expect, Write, fresh_version
 
 
 @dataclass
@@ -96,8 +97,8 @@ class Buffer:
         if not new:
             return
         if not self.token:
-            self.token = core.new_token()
-        if core.mark(new, self.token, wait):
+            self.token = protocol.new_token()
+        if protocol.mark(new, self.token, wait):
             self.unsettled = self.unsettled or not wait
         else:
             self.unannounced.update(dict.fromkeys(new))
@@ -107,7 +108,7 @@ class Buffer:
     def settle(self) -> None:
         if self.unsettled:
             self.unsettled = False
-            if not core.settle():
+            if not protocol.settle():
                 self.unannounced.update(self.marked)
                 self.doubtful = True
 
@@ -163,7 +164,7 @@ class Buffer:
         self.unannounced.clear()
         self.unsettled = False  # the bump's own command reads any reply left
         bumped = set(tags)
-        core.bump(tags, [w.as_write(bumped, marked) for w in writes], unmark, not doubtful)
+        protocol.bump(tags, [w.as_write(bumped, marked) for w in writes], unmark, not doubtful)
 
     def absorb(self, others: list[Buffer]) -> None:
         """Take over what ``others`` hold, to be sent in one bump.
@@ -267,8 +268,8 @@ def before_statement(connection: BaseDatabaseWrapper, tags: list[str]) -> str:
         return ""
     if not _autocommits(connection):
         return ""
-    token = core.new_token()
-    if not core.mark(tags, token):
+    token = protocol.new_token()
+    if not protocol.mark(tags, token):
         outbox.announce(connection, tags)
         return ""  # its bump then waits for its reply; a mark set after all expires
     return token
@@ -278,7 +279,7 @@ def record(connection: BaseDatabaseWrapper, tags: Iterable[str], token: str = ""
     buffer = current(connection)
     if buffer is None:
         tags = list(dict.fromkeys(tags))
-        core.bump(tags, (), (token, tags) if token else None)
+        protocol.bump(tags, (), (token, tags) if token else None)
     else:
         buffer.add(tags)
 
@@ -286,7 +287,7 @@ def record(connection: BaseDatabaseWrapper, tags: Iterable[str], token: str = ""
 def abandon(tags: list[str], token: str) -> None:
     """Lift the marks of a lone statement that failed: it changed nothing."""
     if token:
-        core.bump([], (), (token, tags))
+        protocol.bump([], (), (token, tags))
 
 
 def record_resolved(connection: BaseDatabaseWrapper, resolve: Callable[[], Iterable[str]]) -> None:

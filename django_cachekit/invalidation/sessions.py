@@ -25,8 +25,8 @@ from typing import Any, NamedTuple
 
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from . import statements
-from .statements import STRICT_LEVELS, Statement
+from django_cachekit.invalidation import statements
+from django_cachekit.invalidation.statements import STRICT_LEVELS, Statement
 
 logger = logging.getLogger("django_cachekit")
 

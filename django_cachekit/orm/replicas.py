@@ -19,7 +19,7 @@ from typing import Any
 
 from django.db import models, router
 
-from .conf import conf
+from django_cachekit.core.settings import conf
 
 
 def primary(model: type[models.Model], db: str, explicit: bool, hints: dict[str, Any]) -> str:

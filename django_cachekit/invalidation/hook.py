@@ -28,9 +28,11 @@ from typing import Any
 from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from . import keys, links, meta, outbox, sessions, statements, writes
-from .memo import Memo
-from .statements import Statement
+from django_cachekit.core import keys
+from django_cachekit.core.memo import Memo
+from django_cachekit.invalidation import buffers, links, outbox, sessions, statements
+from django_cachekit.invalidation.statements import Statement
+from django_cachekit.schema import meta
 
 logger = logging.getLogger("django_cachekit")
 
@@ -389,17 +391,17 @@ def execute_wrapper(execute: Any, sql: Any, params: Any, many: bool, context: di
         logger.exception("django-cachekit: could not analyse a statement; invalidating everything")
         tags = [keys.GLOBAL_TAG]
     # Known before the statement runs, so they can be marked before it commits.
-    token = writes.before_statement(connection, tags) if tags else ""
+    token = buffers.before_statement(connection, tags) if tags else ""
     try:
         result = execute(sql, params, many, context)
     except BaseException:
-        writes.abandon(tags, token)
+        buffers.abandon(tags, token)
         raise
     try:
         if link is not None:
             tags = tags + links.tags(context["cursor"].cursor, link, sql, params, many, linked or [])
         if tags:
-            writes.record(connection, tags, token)
+            buffers.record(connection, tags, token)
         elif getattr(_local, "stack", None):
             tables = read_tables(sql)
             for found in _local.stack:
@@ -407,14 +409,14 @@ def execute_wrapper(execute: Any, sql: Any, params: Any, many: bool, context: di
     except Exception:
         # The statement already ran; never fail it, but never risk stale data either.
         logger.exception("django-cachekit: could not analyse a statement; invalidating everything")
-        writes.record(connection, [*tags, keys.GLOBAL_TAG], token)
+        buffers.record(connection, [*tags, keys.GLOBAL_TAG], token)
     return result
 
 
 def install(connection: BaseDatabaseWrapper, **kwargs: Any) -> None:
     if execute_wrapper not in connection.execute_wrappers:
         connection.execute_wrappers.append(execute_wrapper)
-    writes.install(connection)
+    buffers.install(connection)
 
 
 def install_all() -> None:

@@ -20,9 +20,10 @@ from django.db.models.fields.related_descriptors import ForeignKeyDeferredAttrib
 from django.db.models.query_utils import DeferredAttribute
 from django.db.models.signals import post_init, pre_init
 
-from . import keys, rows
-from .conf import conf
-from .memo import Memo
+from django_cachekit.core import keys
+from django_cachekit.core.memo import Memo
+from django_cachekit.core.settings import conf
+from django_cachekit.schema import rows
 
 ORIGINAL_ATTR = "_cachekit_loaded"
 # The tag versions an instance's entry was stamped with: a later save of it
@@ -380,7 +381,7 @@ _stock: tuple[Any, ...] | None = None
 def _stock_from_db() -> tuple[Any, ...]:
     global _stock
     if _stock is None:
-        from .models import CachedModelMixin
+        from django_cachekit.models import CachedModelMixin
 
         _stock = (models.Model.from_db.__func__, CachedModelMixin.from_db.__func__)  # type: ignore[attr-defined]
     return _stock

@@ -16,9 +16,9 @@ from typing import Any
 
 from django.core.cache import BaseCache, caches
 
-from .. import keys
-from ..conf import conf
-from .base import Store, Write
+from django_cachekit.core import keys
+from django_cachekit.core.settings import conf
+from django_cachekit.stores.base import Store, Write
 
 # Shared by the scripts. One MGET reads a group of keys: a script's redis.call
 # costs about a microsecond each, a Redis call from Lua more than the work it
@@ -656,7 +656,7 @@ class RedisStore(Store):
     def ensure(
         self, version_keys: Sequence[str], timeout: int, values: Sequence[int] | None = None
     ) -> list[int | None]:
-        from .base import fresh_version
+        from django_cachekit.stores.base import fresh_version
 
         make_key = self._make_key
         starts = values if values is not None else [fresh_version() for _ in version_keys]

@@ -13,7 +13,7 @@ import pickle
 import zlib
 from typing import Any
 
-from .conf import conf
+from django_cachekit.core.settings import conf
 
 _PLAIN = 1
 _ZLIB = 2

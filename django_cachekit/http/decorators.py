@@ -1,0 +1,529 @@
+"""View decorators for HTTP caching.
+
+- ``cache_headers``: Cache-Control and Vary, with contradictions refused when
+  the view is decorated.
+- ``conditional``: ETag and Last-Modified derived from the cache versions of
+  what a page shows, so a conditional request is answered 304 (or 412) without
+  running the view or any SQL.
+- ``cache_response``: the whole response cached until a write changes what it
+  depends on.
+
+Each works on sync and async views and on class-based views through
+``method_decorator``.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+from collections.abc import Callable, Generator, Iterable
+from typing import Any, TypeVar, cast
+
+from asgiref.sync import iscoroutinefunction, sync_to_async
+from django.core.exceptions import ImproperlyConfigured, ValidationError
+from django.db import models
+from django.http import HttpRequest, HttpResponseBase
+from django.utils.cache import get_conditional_response, patch_cache_control, patch_vary_headers
+from django.utils.http import http_date, parse_etags, quote_etag
+
+from django_cachekit.api import _depends_tags, _may_store_here, _model_class, _written_here
+from django_cachekit.core import keys, protocol
+from django_cachekit.core.settings import conf
+from django_cachekit.http import responses
+from django_cachekit.invalidation import hook
+from django_cachekit.metrics import counters
+from django_cachekit.orm.queries import DEFAULT
+from django_cachekit.schema import meta
+
+__all__ = ["cache_headers", "cache_response", "conditional"]
+
+logger = logging.getLogger("django_cachekit")
+
+V = TypeVar("V", bound=Callable[..., Any])
+# A request's handling around its view: it yields once to have the view run,
+# receives the view's response, and returns the response to send. Returning
+# without yielding answers without running the view.
+Flow = Generator[None, HttpResponseBase, HttpResponseBase]
+
+_RUN_VIEW = object()
+# Set on a response whose Cache-Control is conditional()'s default, which cache_headers() replaces.
+_DEFAULT_CC_ATTR = "_cachekit_default_cache_control"
+
+
+def _advance(flow: Flow, response: HttpResponseBase | None) -> Any:
+    try:
+        flow.send(response)  # type: ignore[arg-type]
+    except StopIteration as stop:
+        return stop.value
+    return _RUN_VIEW
+
+
+def _wrap(view: V, start: Callable[[HttpRequest, tuple[Any, ...], dict[str, Any], bool], Flow]) -> V:
+    if iscoroutinefunction(view):
+        # The flow's cache round trips are blocking calls: run them off the event loop.
+        advance = sync_to_async(_advance)
+
+        @functools.wraps(view)
+        async def async_wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+            flow = start(request, args, kwargs, False)
+            result = await advance(flow, None)
+            if result is _RUN_VIEW:
+                result = await advance(flow, await view(request, *args, **kwargs))
+            return result
+
+        return cast(V, async_wrapper)
+
+    @functools.wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+        flow = start(request, args, kwargs, True)
+        result = _advance(flow, None)
+        if result is _RUN_VIEW:
+            result = _advance(flow, view(request, *args, **kwargs))
+        return result
+
+    return cast(V, wrapper)
+
+
+def _view_name(view: Callable[..., Any]) -> str:
+    return f"{getattr(view, '__module__', '?')}.{getattr(view, '__qualname__', repr(view))}"
+
+
+def _seconds(name: str, value: Any, what: str) -> int | None:
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"{what} {name} must be a whole number of seconds, zero or more, not {value!r}.")
+    return value
+
+
+def _flag(name: str, value: Any, what: str) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{what} {name} must be True or False, not {value!r}.")
+    return value
+
+
+def _tags_argument(tags: Any, what: str) -> tuple[str, ...] | Callable[..., Any]:
+    if tags is None:
+        return ()
+    if callable(tags):
+        return cast(Callable[..., Any], tags)
+    try:
+        return tuple(keys.user_tags(tags))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{what} tags must be tag strings or a callable, not {tags!r}: {exc}") from None
+
+
+def _depends_argument(depends_on: Any, what: str) -> list[Any]:
+    if isinstance(depends_on, (str, bytes)) or not isinstance(depends_on, Iterable):
+        raise ValueError(f"{what} depends_on must be a list of models and saved instances, not {depends_on!r}.")
+    found = list(depends_on)
+    for dep in found:
+        if isinstance(dep, models.Model):
+            if dep.pk is None:
+                raise ValueError(f"{what} depends_on takes saved instances; {dep!r} has no primary key.")
+        else:
+            _model_class(dep, f"{what.rstrip('()')}(depends_on=...)")
+    return found
+
+
+def _call_tags(tags: tuple[str, ...] | Callable[..., Any], request: HttpRequest, args: Any, kwargs: Any) -> list[str]:
+    if callable(tags):
+        return keys.user_tags(tags(request, *args, **kwargs))
+    return list(tags)
+
+
+# -- cache_headers ----------------------------------------------------------------------
+
+
+def cache_headers(
+    max_age: int | None = None,
+    s_maxage: int | None = None,
+    public: bool = False,
+    private: bool = False,
+    no_store: bool = False,
+    stale_while_revalidate: int | None = None,
+    stale_if_error: int | None = None,
+    vary: Iterable[str] = (),
+) -> Callable[[V], V]:
+    """Set Cache-Control directives and add headers to Vary (never replacing it).
+
+    A response that sets a cookie (itself, or through the session or CSRF
+    middleware after the view) is never marked ``public``: ``private`` is set
+    instead and ``s-maxage`` is dropped. Server errors (5xx) keep their own
+    Cache-Control.
+    """
+    what = "cache_headers()"
+    max_age = _seconds("max_age", max_age, what)
+    s_maxage = _seconds("s_maxage", s_maxage, what)
+    stale_while_revalidate = _seconds("stale_while_revalidate", stale_while_revalidate, what)
+    stale_if_error = _seconds("stale_if_error", stale_if_error, what)
+    public = _flag("public", public, what)
+    private = _flag("private", private, what)
+    no_store = _flag("no_store", no_store, what)
+    vary_on = responses.header_names(vary, f"{what} vary")
+    if public and private:
+        raise ValueError("cache_headers() cannot be both public=True and private=True.")
+    if private and s_maxage is not None:
+        raise ValueError(
+            f"cache_headers(private=True) contradicts s_maxage={s_maxage!r}: shared caches never store it."
+        )
+    if no_store:
+        for name, value in (
+            ("max_age", max_age),
+            ("s_maxage", s_maxage),
+            ("stale_while_revalidate", stale_while_revalidate),
+            ("stale_if_error", stale_if_error),
+        ):
+            if value is not None:
+                raise ValueError(f"cache_headers(no_store=True) contradicts {name}={value!r}: nothing is stored.")
+        if public:
+            raise ValueError("cache_headers(no_store=True) contradicts public=True: nothing is stored.")
+    directives: dict[str, Any] = {
+        name: value
+        for name, value in (
+            ("max_age", max_age),
+            ("s_maxage", s_maxage),
+            ("stale_while_revalidate", stale_while_revalidate),
+            ("stale_if_error", stale_if_error),
+        )
+        if value is not None
+    }
+    directives.update(
+        {name: True for name, on in (("public", public), ("private", private), ("no_store", no_store)) if on}
+    )
+    if not directives and not vary_on:
+        raise ValueError("cache_headers() needs at least one directive or a vary header.")
+    shared = {k: v for k, v in directives.items() if k not in ("public", "s_maxage")}
+    shared["private"] = True
+
+    def apply(request: HttpRequest, response: HttpResponseBase) -> None:
+        if directives and response.status_code < 500:
+            if getattr(response, _DEFAULT_CC_ATTR, False):
+                del response.headers["Cache-Control"]
+                setattr(response, _DEFAULT_CC_ATTR, False)
+            chosen = directives
+            if (public or s_maxage is not None) and responses.sets_cookie(request, response):
+                chosen = shared  # patch_cache_control drops "public" when it adds "private"
+            patch_cache_control(response, **chosen)
+        if vary_on:
+            patch_vary_headers(response, vary_on)
+
+    def decorator(view: V) -> V:
+        if iscoroutinefunction(view):
+
+            @functools.wraps(view)
+            async def async_wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+                response = await view(request, *args, **kwargs)
+                apply(request, response)
+                return response
+
+            return cast(V, async_wrapper)
+
+        @functools.wraps(view)
+        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+            response = view(request, *args, **kwargs)
+            apply(request, response)
+            return response
+
+        return cast(V, wrapper)
+
+    return decorator
+
+
+# -- conditional ------------------------------------------------------------------------
+
+
+def conditional(
+    *models_or_objects: Any,
+    url_kwarg: str | None = "pk",
+    tags: Iterable[str] | Callable[..., Iterable[str]] | None = None,
+    depends_on: Iterable[Any] = (),
+    per_user: bool | Callable[[HttpRequest], Any] = True,
+) -> Callable[[V], V]:
+    """ETag and Last-Modified from the cache versions of what the view shows.
+
+    A model class stands for the row whose primary key is the view's
+    ``url_kwarg`` argument (its ``cache_version``: the row, its m2m links, the
+    children that touch it); an instance for that row; ``depends_on`` takes
+    models (any write to them) and instances, like ``cached()``; ``tags`` are
+    user tags (``invalidate_tags``), or a callable of the view's arguments
+    returning them.
+
+    ``per_user=True`` (the default): a request carrying credentials (a session
+    cookie or an Authorization header) gets validators of its own, so one
+    user's ETag never earns another user a 304. ``per_user=False``: every
+    request shares the validators, except for responses that vary on Cookie or
+    Authorization. A callable of the request gives the identity to key on.
+    """
+    what = "conditional()"
+    rows: list[type[models.Model]] = []
+    objects: list[models.Model] = []
+    for item in models_or_objects:
+        if isinstance(item, models.Model):
+            if item.pk is None:
+                raise ValueError(f"conditional() takes saved instances; {item!r} has no primary key.")
+            objects.append(item)
+        elif isinstance(item, type) and issubclass(item, models.Model) and not item._meta.abstract:
+            rows.append(item)
+        else:
+            raise ValueError(f"conditional() takes model classes and saved instances, not {item!r}.")
+    if rows and not (isinstance(url_kwarg, str) and url_kwarg):
+        raise ValueError(
+            f"conditional() needs url_kwarg to name the view argument holding the primary key of "
+            f"{', '.join(m._meta.label for m in rows)}, not {url_kwarg!r}; "
+            "pass the model in depends_on=[...] to follow every write to it instead."
+        )
+    user_tags = _tags_argument(tags, what)
+    dependencies = _depends_argument(depends_on, what)
+    if not (isinstance(per_user, bool) or callable(per_user)):
+        raise ValueError(f"conditional() per_user must be True, False or a callable of the request, not {per_user!r}.")
+    if not (rows or objects or dependencies or user_tags):
+        raise ValueError("conditional() needs models, instances, depends_on or tags to derive validators from.")
+    fixed: list[str] | None = None
+
+    def resolve(request: HttpRequest, args: tuple[Any, ...], kwargs: dict[str, Any], name: str) -> list[str] | None:
+        nonlocal fixed
+        if fixed is None:
+            found = _depends_tags([*objects, *dependencies])
+            fixed = list(dict.fromkeys(found))
+        tags_: list[str] = []
+        if rows:
+            if url_kwarg not in kwargs:
+                raise ImproperlyConfigured(
+                    f"conditional() on {name} reads the primary key from the view argument {url_kwarg!r}, "
+                    f"which this URL does not give (it gives {sorted(kwargs)!r})."
+                )
+            for model in rows:
+                info = meta.info(model)
+                try:
+                    pk = info.pk_value(kwargs[url_kwarg])
+                except (ValidationError, TypeError, ValueError):
+                    return None  # not a valid key: the view answers as it sees fit
+                tags_ += info.version_tags(pk)
+        tags_ += fixed
+        tags_ += _call_tags(user_tags, request, args, kwargs)
+        tags_.append(keys.GLOBAL_TAG)
+        return list(dict.fromkeys(tags_))
+
+    def decorator(view: V) -> V:
+        name = _view_name(view)
+        if rows:
+            _check_kwarg(view, cast(str, url_kwarg), name)
+
+        def start(request: HttpRequest, args: tuple[Any, ...], kwargs: dict[str, Any], sync: bool) -> Flow:
+            if not protocol.reading():
+                return (yield)
+            tags_ = resolve(request, args, kwargs, name)
+            if tags_ is None:
+                return (yield)
+            started = responses.now()
+            versions = protocol.versions(tags_)
+            ended = responses.now()
+            if versions is None:  # the cache is unavailable: answer as if there were no validators
+                return (yield)
+            meta_ = request.META
+            if callable(per_user):
+                value = per_user(request)
+                try:
+                    credentials = "" if value is None else keys.digest(keys.exact(value))
+                except keys.Unencodable:  # an identity we cannot tell from others must not share validators
+                    counters.record("bypass", name)
+                    return (yield)
+            else:
+                credentials = responses.identity(request)
+            personal = responses.digests(name, tags_, versions, credentials)
+            shared = (
+                personal if per_user is not False or not credentials else responses.digests(name, tags_, versions, "")
+            )
+            chosen = personal
+            if shared is not personal:
+                asked = parse_etags(meta_.get("HTTP_IF_NONE_MATCH", "")) + parse_etags(meta_.get("HTTP_IF_MATCH", ""))
+                chosen = personal if quote_etag(personal[1]) in asked else shared
+            modified: dict[tuple[str, str], int | None] = {}
+
+            def last_modified(pair: tuple[str, str]) -> int | None:
+                if pair not in modified:
+                    modified[pair] = responses.last_modified(pair[0], pair[1], started, ended)
+                return modified[pair]
+
+            needs_time = (meta_.get("HTTP_IF_MODIFIED_SINCE") and not meta_.get("HTTP_IF_NONE_MATCH")) or (
+                meta_.get("HTTP_IF_UNMODIFIED_SINCE") and not meta_.get("HTTP_IF_MATCH")
+            )
+            early = get_conditional_response(
+                request, etag=quote_etag(chosen[1]), last_modified=last_modified(chosen) if needs_time else None
+            )
+            if early is not None:
+                if early.status_code == 304:
+                    early.headers["ETag"] = quote_etag(chosen[1])
+                    lm = modified.get(chosen)
+                    if lm:
+                        early.headers["Last-Modified"] = http_date(lm)
+                    _default_cache_control(early, bool(credentials) and chosen is personal)
+                return early
+            response = yield
+            if request.method in ("GET", "HEAD") and response.status_code == 200:
+                pair = chosen
+                if shared is not personal:
+                    session = getattr(request, "session", None)
+                    varies = responses.varies_on_credentials(response) or bool(getattr(session, "accessed", False))
+                    pair = personal if varies else shared
+                if not response.has_header("ETag"):
+                    response.headers["ETag"] = quote_etag(pair[1])
+                if not response.has_header("Last-Modified"):
+                    lm = last_modified(pair)
+                    if lm:
+                        response.headers["Last-Modified"] = http_date(lm)
+                _default_cache_control(response, bool(credentials) and pair is personal)
+            return response
+
+        return _wrap(view, start)
+
+    return decorator
+
+
+def _default_cache_control(response: HttpResponseBase, personal: bool) -> None:
+    # Validators are for revalidation: without it a browser may reuse the page for
+    # a tenth of its age (heuristic freshness) and miss the next write.
+    if not response.has_header("Cache-Control") and not response.has_header("Expires"):
+        response.headers["Cache-Control"] = "private, no-cache" if personal else "no-cache"
+        setattr(response, _DEFAULT_CC_ATTR, True)
+
+
+def _check_kwarg(view: Callable[..., Any], url_kwarg: str, name: str) -> None:
+    try:
+        parameters = inspect.signature(view).parameters
+    except (TypeError, ValueError):
+        return
+    if url_kwarg in parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+        return
+    raise ValueError(
+        f"conditional(url_kwarg={url_kwarg!r}) on {name}: the view takes no argument {url_kwarg!r} "
+        f"(it takes {list(parameters)!r})."
+    )
+
+
+# -- cache_response ---------------------------------------------------------------------
+
+_warned: set[tuple[str, str]] = set()
+
+
+def cache_response(
+    timeout: Any = DEFAULT,
+    tags: Iterable[str] | Callable[..., Iterable[str]] = (),
+    depends_on: Iterable[Any] = (),
+    vary_on: Iterable[str] = (),
+) -> Callable[[V], V]:
+    """Cache the view's whole response, invalidated by model writes and tags.
+
+    Only GET (HEAD is answered from the GET entry) and status 200 are stored;
+    never a streaming response, one that sets a cookie or uses a CSRF token,
+    one marked no-store, one marked private or that varies on Cookie or
+    Authorization (or reads the session) unless ``vary_on`` names them and the
+    request carries them. The key is the path
+    and query string plus the request's values of ``vary_on`` headers; within
+    an entry, the response's own Vary headers choose the variant. The Host
+    header is not part of the key unless ``vary_on`` names it.
+    """
+    what = "cache_response()"
+    if (
+        timeout is not DEFAULT
+        and timeout is not None
+        and (not isinstance(timeout, int) or isinstance(timeout, bool) or timeout <= 0)
+    ):
+        raise ValueError(f"cache_response() timeout must be a positive number of seconds or None, not {timeout!r}.")
+    user_tags = _tags_argument(tags, what)
+    dependencies = _depends_argument(depends_on, what)
+    keyed = responses.header_names(vary_on, f"{what} vary_on")
+    if "*" in keyed:
+        raise ValueError("cache_response() vary_on cannot hold '*': such a response is never the same twice.")
+    if not dependencies and not user_tags:
+        raise ValueError(
+            "cache_response() needs depends_on or tags: without them no write would ever retire the cached response."
+        )
+    advertised = [h for h in keyed if h.lower() != "host"]
+    lowered = tuple(h.lower() for h in keyed)
+    fixed: list[str] | None = None
+    covered: set[str] | None = None
+
+    def decorator(view: V) -> V:
+        name = _view_name(view)
+
+        def entry_key(request: HttpRequest) -> str:
+            values = responses.variant(request, lowered)
+            described = keys.exact((name, request.path, request.META.get("QUERY_STRING", ""), lowered, values))
+            schema = keys.digest(f"http:{responses.ENTRY_FORMAT}:{conf.VERSION}", size=5)
+            return f"{keys.prefix()}{schema}:h:{keys.digest(described)}"
+
+        def start(request: HttpRequest, args: tuple[Any, ...], kwargs: dict[str, Any], sync: bool) -> Flow:
+            nonlocal fixed, covered
+            if request.method not in ("GET", "HEAD") or not protocol.reading():
+                return (yield)
+            if fixed is None:
+                found = _depends_tags(dependencies)
+                covered = {t.split(":")[1] for t in found if t.count(":") >= 1}
+                fixed = list(dict.fromkeys(found))
+            entry_tags = tuple(dict.fromkeys([*fixed, *_call_tags(user_tags, request, args, kwargs), keys.GLOBAL_TAG]))
+            if _written_here(entry_tags):
+                return (yield)
+            key = entry_key(request)
+            hit, payload, versions = protocol.lookup(key, entry_tags, name)
+            if hit:
+                try:
+                    vary, variants = payload
+                    frozen = variants.get(responses.variant(request, vary))
+                    if frozen is not None:
+                        return responses.thaw(frozen)
+                except (TypeError, ValueError, AttributeError) as exc:  # not an entry this code wrote
+                    logger.warning("django-cachekit: unreadable response entry for %s treated as a miss: %r", name, exc)
+                    hit = False
+            if request.method == "HEAD":
+                response = yield
+                if advertised and response.status_code == 200:
+                    patch_vary_headers(response, advertised)
+                return response
+            read: set[str] | None = None
+            if sync and not user_tags:
+                with hook.recording() as read:
+                    response = yield
+            else:
+                response = yield
+            if advertised and response.status_code == 200:
+                patch_vary_headers(response, advertised)
+            if versions is None or not _may_store_here():
+                return response
+            reason = responses.not_stored_because(request, response, keyed)
+            if reason is not None:
+                logger.debug("django-cachekit: %s not stored for %s: %s", request.path, name, reason)
+                return response
+            if read:
+                _warn_unlisted(name, read, covered or set())
+            vary = responses.vary_headers(response)
+            values = responses.variant(request, vary)
+            frozen = responses.freeze(cast(Any, response), (_DEFAULT_CC_ATTR,))
+            if hit and tuple(payload[0]) == vary:
+                kept = {k: v for k, v in payload[1].items() if k != values}
+                kept[values] = frozen
+                variants = dict(list(kept.items())[-responses.MAX_VARIANTS :])
+            else:
+                variants = {values: frozen}
+            ttl = conf.TIMEOUT if timeout is DEFAULT else cast("int | None", timeout)
+            protocol.store(key, entry_tags, versions, (vary, variants), ttl, name)
+            return response
+
+        return _wrap(view, start)
+
+    return decorator
+
+
+def _warn_unlisted(name: str, read: set[str], covered: set[str]) -> None:
+    known = meta.table_models()
+    for table in sorted(read - covered):
+        if table in known and (name, table) not in _warned:
+            _warned.add((name, table))
+            logger.warning(
+                "django-cachekit: cache_response() on %s read the table %s, which its depends_on does not name: "
+                "writes to it will not retire the cached response.",
+                name,
+                table,
+            )

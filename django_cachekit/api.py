@@ -10,11 +10,10 @@ from typing import Any, TypeVar, cast
 
 from django.db import DEFAULT_DB_ALIAS, connections, models
 
-from django_cachekit.core import keys, protocol, signals
+from django_cachekit.core import events, keys, protocol, signals
 from django_cachekit.core.protocol import cache_disabled
 from django_cachekit.core.settings import conf
 from django_cachekit.invalidation import buffers
-from django_cachekit.metrics import counters
 from django_cachekit.orm import queries
 from django_cachekit.schema import meta
 from django_cachekit.stores.base import PatternUnsupported
@@ -105,8 +104,8 @@ def invalidate_pattern(pattern: str, using: str | None = None) -> int:
 def _matching_tags(pattern: str) -> list[str]:
     """The tags with a version whose names match ``pattern``: ``cached(key=...)`` names and user tags."""
     store = protocol.runtime().store
-    names = store.match_tags(keys.call_tag(f"{keys.prefix()}{_function_schema()}:k:{pattern}"))
-    return [*names, *store.match_tags(f"u:{pattern}")]
+    names = store.match_tags(keys.call_tag(f"{keys.prefix()}{_function_schema()}:k:{pattern}"), keys.version_key)
+    return [*names, *store.match_tags(f"u:{pattern}", keys.version_key)]
 
 
 def _matching_at_commit(pattern: str) -> list[str]:
@@ -196,7 +195,7 @@ def cached(
             try:
                 entry = entry_key(args, kwargs)
             except keys.Unencodable:
-                counters.record("bypass", name)
+                events.record("bypass", name)
                 return func(*args, **kwargs)
             user = keys.user_tags(tags(*args, **kwargs)) if callable(tags) else static_tags
             # The call's own tag: invalidate() bumps it, so a reader that computed before never gets served.
@@ -219,7 +218,7 @@ def cached(
             except keys.Unencodable:  # such a call is never stored
                 return
             _record([keys.call_tag(entry)], None)
-            counters.record("invalidation", name)
+            events.record("invalidation", name)
             if signals.cache_invalidated.receivers:
                 signals.invalidated(name, key=entry)
 

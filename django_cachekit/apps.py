@@ -14,10 +14,12 @@ class CachekitConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from django_cachekit import metrics
         from django_cachekit.core import protocol
         from django_cachekit.invalidation import hook, outbox
         from django_cachekit.schema import meta
 
+        metrics.install()
         if outbox.poll not in protocol.Runtime.repairs:
             protocol.Runtime.repairs.append(outbox.poll)
 

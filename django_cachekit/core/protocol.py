@@ -13,11 +13,10 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, TypeVar
 
-from django_cachekit.core import codec, keys, signals
+from django_cachekit.core import codec, events, keys, signals
 from django_cachekit.core.breaker import Breaker
 from django_cachekit.core.settings import conf
-from django_cachekit.core.signals import cache_hit, cache_invalidated, cache_miss
-from django_cachekit.metrics import counters
+from django_cachekit.core.signals import cache_hit, cache_miss
 from django_cachekit.stores import get_store
 from django_cachekit.stores.base import Store, Write
 
@@ -144,7 +143,7 @@ class Runtime:
 
     @property
     def store(self) -> Store:
-        return get_store(self.alias)
+        return get_store(self.alias, conf.SOCKET_TIMEOUT)
 
     @property
     def lost_invalidations(self) -> bool:
@@ -159,7 +158,7 @@ class Runtime:
         try:
             result = fn(*args)
         except Exception as exc:  # any cache client error: the database stays the source of truth
-            counters.record("error", "cache")
+            events.record("error", "cache")
             unreachable = self.store.unreachable(exc)
             self._last.refused = not unreachable
             if unreachable:
@@ -249,7 +248,7 @@ def _validate(raw: Any, required: Sequence[str], versions: Versions, namespace: 
     """Whether ``raw`` is a current entry: it carries every ``required`` tag (and
     maybe others that were fetched), each at the version it was stamped with."""
     if raw is None:
-        counters.record("miss", namespace)
+        events.record("miss", namespace)
         if cache_miss.receivers:
             signals.miss(namespace, key, "miss")
         return False, None
@@ -258,18 +257,18 @@ def _validate(raw: Any, required: Sequence[str], versions: Versions, namespace: 
         valid = entry_tags[: len(required)] == required and entry_stamp == tuple(versions[t] for t in entry_tags)
     except codec.CorruptEntry as exc:
         logger.warning("django-cachekit: unreadable entry in %s treated as a miss: %s", namespace, exc)
-        counters.record("corrupt", namespace)
+        events.record("corrupt", namespace)
         if cache_miss.receivers:
             signals.miss(namespace, key, "corrupt")
         return False, None
     except (KeyError, TypeError):  # stamped with tags this read did not fetch: not its entry
         valid = False
     if valid:
-        counters.record("hit", namespace)
+        events.record("hit", namespace)
         if cache_hit.receivers:
             signals.hit(namespace, key)
         return True, payload
-    counters.record("stale", namespace)
+    events.record("stale", namespace)
     if cache_miss.receivers:
         signals.miss(namespace, key, "stale")
     return False, None
@@ -287,7 +286,7 @@ def lookup(
     """
     rt = runtime()
     if not rt.usable():
-        counters.record("bypass", namespace)
+        events.record("bypass", namespace)
         return False, None, None
     if vkeys is None:
         vkeys = keys.version_keys(tags)
@@ -299,7 +298,7 @@ def lookup(
     if True in marks:
         # A write of one of its tags is being committed: neither the entry nor
         # what the database returns now may be trusted past the commit.
-        counters.record("bypass", namespace)
+        events.record("bypass", namespace)
         return False, None, None
     versions: Versions = {t: v for t, v in zip(tags, found) if v is not None}
     # An entry may carry fewer tags than were fetched, so a missing version
@@ -318,7 +317,7 @@ def lookup_many(items: Sequence[tuple[str, Sequence[str]]], namespace: str, requ
         return []
     rt = runtime()
     if not rt.usable():
-        counters.record("bypass", namespace, len(items))
+        events.record("bypass", namespace, len(items))
         return [(False, None, None)] * len(items)
     all_tags = list(dict.fromkeys(tag for _, tags in items for tag in tags))
     vkeys = keys.version_keys(all_tags)
@@ -327,7 +326,7 @@ def lookup_many(items: Sequence[tuple[str, Sequence[str]]], namespace: str, requ
         return [(False, None, None)] * len(items)
     entries, found, marks = fetched
     if True in marks:  # see lookup()
-        counters.record("bypass", namespace, len(items))
+        events.record("bypass", namespace, len(items))
         return [(False, None, None)] * len(items)
     versions: Versions | None = {t: v for t, v in zip(all_tags, found) if v is not None}
     results = [
@@ -364,7 +363,7 @@ def _fetch(
         _, fetched = rt.call(rt.store.fetch, entry_keys, [*vkeys, clock_key], mark_keys)
         if fetched is not None and rt.clock_holds(fetched[1].pop()):
             return fetched
-    counters.record("bypass", "cache")
+    events.record("bypass", "cache")
     return None
 
 
@@ -409,8 +408,8 @@ def store(
         return
     value = codec.encode(tags, stamp(tags, versions), payload)
     if rt.call(rt.store.set, key, value, timeout, keys.version_keys(tags))[0]:
-        counters.record("store", namespace)
-        counters.record_size(namespace, key, len(value))
+        events.record("store", namespace)
+        events.sized(namespace, key, len(value))
         if tally is not None:
             tally.stored[key] = timeout
 
@@ -428,9 +427,9 @@ def store_many(
     values = {key: codec.encode(tags, stamp(tags, versions), payload) for key, tags, versions, payload in items}
     vkeys = keys.version_keys(dict.fromkeys(tag for _, tags, _, _ in items for tag in tags))
     if rt.call(rt.store.set_many, values, timeout, vkeys)[0]:
-        counters.record("store", namespace, len(items))
+        events.record("store", namespace, len(items))
         for key, value in values.items():
-            counters.record_size(namespace, key, len(value))
+            events.sized(namespace, key, len(value))
         if tally is not None:
             tally.stored.update(dict.fromkeys(values, timeout))
 
@@ -498,8 +497,6 @@ def bump(
     if not rt.breaker.allow():
         rt.lost(tags, lifted)
         return
-    # One invalidation per model (or namespace) per bump, whatever the number of its tags.
-    grouped = counters.by_namespace(tags)
     # What this process owes from earlier failures rides along: a writer that never reads delivers it too.
     owed = rt.owed_tags() if rt.owed or rt.retire_all else []
     vkeys = keys.version_keys([*tags, *owed])
@@ -511,7 +508,7 @@ def bump(
     if marked and not owed and unmark is not None and set(keys.version_keys(unmark[1])).issuperset(vkeys):
 
         def failed(exc: BaseException) -> None:
-            counters.record("error", "cache")
+            events.record("error", "cache")
             unreachable = rt.store.unreachable(exc)
             if unreachable:
                 rt.breaker.failure(exc)
@@ -525,7 +522,4 @@ def bump(
         return
     if owed:
         rt.delivered(owed)
-    for namespace, bumped in grouped.items():
-        counters.record("invalidation", namespace)
-        if cache_invalidated.receivers:
-            signals.invalidated(namespace, bumped)
+    events.invalidated(tags)

@@ -28,11 +28,10 @@ from django.utils.cache import get_conditional_response, patch_cache_control, pa
 from django.utils.http import http_date, parse_etags, quote_etag
 
 from django_cachekit.api import _depends_tags, _may_store_here, _model_class, _written_here
-from django_cachekit.core import keys, protocol
+from django_cachekit.core import events, keys, protocol
 from django_cachekit.core.settings import conf
 from django_cachekit.http import responses
 from django_cachekit.invalidation import hook
-from django_cachekit.metrics import counters
 from django_cachekit.orm.queries import DEFAULT
 from django_cachekit.schema import meta
 
@@ -328,7 +327,7 @@ def conditional(
                 try:
                     credentials = "" if value is None else keys.digest(keys.exact(value))
                 except keys.Unencodable:  # an identity we cannot tell from others must not share validators
-                    counters.record("bypass", name)
+                    events.record("bypass", name)
                     return (yield)
             else:
                 credentials = responses.identity(request)

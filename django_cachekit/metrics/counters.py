@@ -11,11 +11,11 @@ from __future__ import annotations
 import os
 import threading
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from django.db import models
 
-from django_cachekit.core import keys
+from django_cachekit.core import keys, signals
 from django_cachekit.schema import meta
 
 EVENTS = ("hit", "miss", "stale", "corrupt", "bypass", "store", "invalidation", "error")
@@ -49,10 +49,16 @@ def _counts() -> Counter[tuple[str, str]]:
             _prune()
             _live.append((threading.current_thread(), counts))
         _local.counts = counts
-        from django_cachekit.metrics.totals import start
-
-        start()  # the background flush, once per process
+        first_count()  # the background flush of the shared totals, once per process
         return counts
+
+
+def _nothing() -> None:
+    return None
+
+
+# Set by ``django_cachekit.metrics.install``: starts the flush of the shared totals.
+first_count = _nothing
 
 
 def record(event: str, namespace: str, n: int = 1) -> None:
@@ -87,6 +93,14 @@ def by_namespace(tags: Iterable[str]) -> dict[str, tuple[str, ...]]:
             label = labels[namespace] = model._meta.label_lower if model is not None else namespace
         grouped.setdefault(label, []).append(tag)
     return {ns: tuple(found) for ns, found in grouped.items()}
+
+
+def invalidated(tags: Sequence[str]) -> None:
+    """One invalidation per model (or namespace) a bump retired, whatever the number of its tags."""
+    for namespace, bumped in by_namespace(tags).items():
+        record("invalidation", namespace)
+        if signals.cache_invalidated.receivers:
+            signals.invalidated(namespace, bumped)
 
 
 def record_size(namespace: str, key: str, nbytes: int) -> None:

@@ -18,12 +18,10 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from django.core.cache import BaseCache
-
 from django_cachekit.core import keys, protocol, signals
 from django_cachekit.core.settings import conf
 from django_cachekit.metrics import counters
-from django_cachekit.stores.redis import RedisStore
+from django_cachekit.stores.base import merge_largest
 
 logger = logging.getLogger("django_cachekit")
 
@@ -35,7 +33,6 @@ _start_lock = threading.Lock()
 _wake = threading.Event()
 _thread: threading.Thread | None = None
 _exit_hooked = False
-_indexed: set[str] = set()  # counter names this process has put in the shared index
 
 
 def start() -> None:
@@ -164,16 +161,11 @@ def reset() -> None:
     with _flush_lock:
         if conf.METRICS:
             _shared().clear()
-        _indexed.clear()
         counters.reset()
 
 
 def _merge(into: dict[str, int], entries: dict[str, int]) -> None:
-    for key, n in entries.items():
-        if n > into.get(key, 0):
-            into[key] = n
-    for key in sorted(into, key=into.__getitem__)[: max(len(into) - counters.BIGGEST_KEPT, 0)]:
-        del into[key]
+    merge_largest(into, entries, counters.BIGGEST_KEPT)
 
 
 def _name(suffix: str) -> str:
@@ -190,102 +182,31 @@ def _split(field: str | bytes) -> tuple[str, str]:
     return namespace, event
 
 
-class _CacheTotals:
-    """Shared totals on any Django cache: one counter key per (namespace, event), an index of them."""
+class _Shared:
+    """The shared totals, kept by the store: fields ``namespace|event``, the largest entries per namespace."""
 
-    def __init__(self, cache: BaseCache) -> None:
-        self.cache = cache
-
-    def _counter(self, field: str) -> str:
-        return _name(f"c:{keys.digest(field)}")
+    def __init__(self) -> None:
+        self.store = protocol.runtime().store
+        self.group = _name("")
 
     def add(self, counts: Counts, changed: Biggest) -> None:
-        cache = self.cache
-        names = {_field(ns, event) for ns, event in counts} | {_field(ns, "store") for ns in changed}
-        _indexed.update(names)
-        index = cache.get(_name("index")) or []
-        if not _indexed.issubset(index):  # first flush of a name, or the totals were reset
-            cache.set(_name("index"), sorted(_indexed.union(index)), None)
-        for (ns, event), n in counts.items():
-            key = self._counter(_field(ns, event))
-            try:
-                cache.incr(key, n)
-            except ValueError:  # no counter yet
-                if not cache.add(key, n, None):
-                    cache.incr(key, n)
-        if changed:
-            biggest: Biggest = cache.get(_name("big")) or {}
-            for ns, entries in changed.items():
-                _merge(biggest.setdefault(ns, {}), entries)
-            cache.set(_name("big"), biggest, None)
-
-    def read(self) -> tuple[Counts, Biggest]:
-        cache = self.cache
-        names = cache.get(_name("index")) or []
-        by_key = {self._counter(name): name for name in names}
-        found = cache.get_many(list(by_key))
-        counts: Counts = Counter()
-        for key, n in found.items():
-            counts[_split(by_key[key])] += int(n)
-        return counts, dict(cache.get(_name("big")) or {})
-
-    def clear(self) -> None:
-        cache = self.cache
-        names = cache.get(_name("index")) or []
-        cache.delete_many([*(self._counter(name) for name in names), _name("index"), _name("big")])
-
-
-class _RedisTotals:
-    """Shared totals on Redis: one hash of counters, one sorted set of the largest entries per namespace."""
-
-    def __init__(self, store: RedisStore) -> None:
-        self.client = store.client
-        self.make_key = store._make_key
-
-    def _key(self, suffix: str) -> str:
-        return str(self.make_key(_name(suffix)))
-
-    def add(self, counts: Counts, changed: Biggest) -> None:
-        pipe = self.client.pipeline(transaction=False)
-        hash_key = self._key("counts")
-        for (ns, event), n in counts.items():
-            pipe.hincrby(hash_key, _field(ns, event), n)
+        fields = {_field(ns, event): n for (ns, event), n in counts.items()}
         # Totals no process has added to for TAG_TIMEOUT seconds (a test run's, say) expire.
-        ttl = conf.TAG_TIMEOUT
-        pipe.expire(hash_key, ttl)
-        for ns, entries in changed.items():
-            big = self._key(f"big:{ns}")
-            pipe.hincrby(hash_key, _field(ns, "store"), 0)  # so that reset() finds this namespace
-            pipe.zadd(big, entries, gt=True)
-            pipe.zremrangebyrank(big, 0, -counters.BIGGEST_KEPT - 1)
-            pipe.expire(big, ttl)
-        pipe.execute()
+        self.store.add_totals(self.group, fields, changed, counters.BIGGEST_KEPT, conf.TAG_TIMEOUT)
 
     def read(self) -> tuple[Counts, Biggest]:
+        fields, biggest = self.store.read_totals(self.group, counters.BIGGEST_KEPT)
         counts: Counts = Counter()
-        for field, n in self.client.hgetall(self._key("counts")).items():
-            counts[_split(field)] += int(n)
-        namespaces = sorted({ns for ns, _ in counts})
-        pipe = self.client.pipeline(transaction=False)
-        for ns in namespaces:
-            pipe.zrevrange(self._key(f"big:{ns}"), 0, counters.BIGGEST_KEPT - 1, withscores=True)
-        biggest: Biggest = {}
-        for ns, entries in zip(namespaces, pipe.execute()):
-            if entries:
-                biggest[ns] = {(k.decode() if isinstance(k, bytes) else k): int(n) for k, n in entries}
+        for field, n in fields.items():
+            counts[_split(field)] += n
         return counts, biggest
 
     def clear(self) -> None:
-        hash_key = self._key("counts")
-        namespaces = {_split(field)[0] for field in self.client.hkeys(hash_key)}
-        self.client.delete(hash_key, *(self._key(f"big:{ns}") for ns in namespaces))
+        self.store.clear_totals(self.group)
 
 
-def _shared() -> _CacheTotals | _RedisTotals:
-    store = protocol.runtime().store
-    if isinstance(store, RedisStore):
-        return _RedisTotals(store)
-    return _CacheTotals(store.cache)
+def _shared() -> _Shared:
+    return _Shared()
 
 
 def _forget_in_child() -> None:

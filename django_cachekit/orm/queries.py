@@ -18,10 +18,9 @@ from django.db.models.lookups import Exact
 from django.db.models.sql import Query
 from django.db.models.sql.where import AND
 
-from django_cachekit.core import keys
+from django_cachekit.core import events, keys
 from django_cachekit.core.memo import Memo
 from django_cachekit.invalidation import buffers, hook
-from django_cachekit.metrics import counters
 from django_cachekit.schema import meta
 
 logger = logging.getLogger("django_cachekit")
@@ -149,13 +148,13 @@ def plan(
     tags = (*table_tags, *spec.tags, keys.GLOBAL_TAG)
     pending = buffers.pending(db)
     if pending and not pending.isdisjoint(tags):
-        counters.record("bypass", ns)
+        events.record("bypass", ns)
         return None
     return Plan(key, tags, tables, ns, may_store(db))
 
 
 def _bypass(ns: str, why: str, *args: Any) -> None:
-    counters.record("bypass", ns)
+    events.record("bypass", ns)
     logger.debug("django-cachekit: not caching a query of %s: " + why, ns, *args)
 
 

@@ -375,15 +375,18 @@ def _init_listeners(cls: type[models.Model]) -> bool:
     return pre_init.has_listeners(cls) or post_init.has_listeners(cls)
 
 
-_stock: tuple[Any, ...] | None = None
+# ``from_db`` implementations that only remember what was loaded: a model using one of them
+# may be built from cached rows without calling it. The mixin registers its own.
+_stock: list[Any] = [models.Model.from_db.__func__]  # type: ignore[attr-defined]
 
 
-def _stock_from_db() -> tuple[Any, ...]:
-    global _stock
-    if _stock is None:
-        from django_cachekit.models import CachedModelMixin
+def stock_from_db(func: Any) -> None:
+    """Declare ``func`` (a ``from_db`` function) one that ``ModelInfo.build`` may skip."""
+    if func not in _stock:
+        _stock.append(func)
 
-        _stock = (models.Model.from_db.__func__, CachedModelMixin.from_db.__func__)  # type: ignore[attr-defined]
+
+def _stock_from_db() -> list[Any]:
     return _stock
 
 

@@ -12,24 +12,27 @@ import threading
 
 from django.core.cache import caches
 
-from django_cachekit.stores.base import Store
+from django_cachekit.stores.base import DEFAULT_SOCKET_TIMEOUT, Store
 
-_stores: dict[str, Store] = {}
+_stores: dict[tuple[str, float], Store] = {}
 _lock = threading.Lock()
 
 
-def get_store(alias: str) -> Store:
+def get_store(alias: str, socket_timeout: float = DEFAULT_SOCKET_TIMEOUT) -> Store:
+    """The store driving the cache ``alias``; ``socket_timeout`` bounds each command of its own
+    connections where the cache's OPTIONS set no timeout."""
+    key = (alias, socket_timeout)
     try:
-        return _stores[alias]
+        return _stores[key]
     except KeyError:
         pass
     with _lock:
-        if alias not in _stores:
-            _stores[alias] = _make_store(alias)
-        return _stores[alias]
+        if key not in _stores:
+            _stores[key] = _make_store(alias, socket_timeout)
+        return _stores[key]
 
 
-def _make_store(alias: str) -> Store:
+def _make_store(alias: str, socket_timeout: float) -> Store:
     from django_cachekit.stores.redis import redis_client_for
 
     cache = caches[alias]
@@ -37,7 +40,7 @@ def _make_store(alias: str) -> Store:
     if client is not None:
         from django_cachekit.stores.redis import RedisStore
 
-        return RedisStore(alias, client)
+        return RedisStore(alias, client, socket_timeout)
     return Store(alias)
 
 

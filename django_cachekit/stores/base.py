@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 import secrets
 import time
@@ -51,6 +52,10 @@ def _is_version(value: Any) -> bool:
 def _marked(value: Any) -> bool:
     # A count of writers; anything else (a value of another type) marks nothing.
     return type(value) is int and value > 0
+
+
+# How long one command may wait on an unresponsive server, unless the cache's OPTIONS say.
+DEFAULT_SOCKET_TIMEOUT = 0.2
 
 
 class PatternUnsupported(NotImplementedError):
@@ -254,8 +259,63 @@ class Store:
         cache = self.cache
         return sum(bool(cache.touch(key, timeout)) for key, timeout in items.items())
 
-    def match_tags(self, pattern: str) -> list[str]:
-        """The tags whose version keys exist and whose names match the glob ``pattern``."""
+    def match_tags(self, pattern: str, version_key: Callable[[str], str]) -> list[str]:
+        """The tags whose version keys (``version_key(tag)``) exist and whose names match the glob ``pattern``."""
         raise PatternUnsupported(
             f"invalidate_pattern() needs a Redis cache; the cache {self.alias!r} uses {self.describe()}."
         )
+
+    # -- totals: counters shared by every process (the metrics layer's) ------------------------
+
+    def add_totals(
+        self, group: str, counts: dict[str, int], largest: dict[str, dict[str, int]], keep: int, ttl: int
+    ) -> None:
+        """Add ``counts`` (field -> n) to the counters of ``group``; merge each of ``largest``
+        (name -> {member: score}) into the ``keep`` highest-scored members kept under that name.
+        ``ttl`` bounds how long totals nobody adds to are kept where the cache can tell."""
+        cache = self.cache
+        fields = set(counts) | {f"{name}|store" for name in largest}
+        index_key = f"{group}index"
+        index = cache.get(index_key) or []
+        if not fields.issubset(index):  # the first add of a field, or the totals were cleared
+            cache.set(index_key, sorted(fields.union(index)), None)
+        for field, n in counts.items():
+            key = _counter_key(group, field)
+            try:
+                cache.incr(key, n)
+            except ValueError:  # no counter yet
+                if not cache.add(key, n, None):
+                    cache.incr(key, n)
+        if largest:
+            kept: dict[str, dict[str, int]] = cache.get(f"{group}big") or {}
+            for name, members in largest.items():
+                merge_largest(kept.setdefault(name, {}), members, keep)
+            cache.set(f"{group}big", kept, None)
+
+    def read_totals(self, group: str, keep: int) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
+        """``(counts, largest)`` of ``group``, as ``add_totals`` left them."""
+        cache = self.cache
+        fields = cache.get(f"{group}index") or []
+        by_key = {_counter_key(group, field): field for field in fields}
+        counts: dict[str, int] = {}
+        for key, n in cache.get_many(list(by_key)).items():
+            counts[by_key[key]] = counts.get(by_key[key], 0) + int(n)
+        return counts, dict(cache.get(f"{group}big") or {})
+
+    def clear_totals(self, group: str) -> None:
+        cache = self.cache
+        fields = cache.get(f"{group}index") or []
+        cache.delete_many([*(_counter_key(group, field) for field in fields), f"{group}index", f"{group}big"])
+
+
+def _counter_key(group: str, field: str) -> str:
+    return f"{group}c:{hashlib.blake2b(field.encode(), digest_size=10).hexdigest()}"
+
+
+def merge_largest(into: dict[str, int], members: dict[str, int], keep: int) -> None:
+    """Merge ``members`` into ``into``, keeping the ``keep`` highest scores."""
+    for member, n in members.items():
+        if n > into.get(member, 0):
+            into[member] = n
+    for member in sorted(into, key=into.__getitem__)[: max(len(into) - keep, 0)]:
+        del into[member]

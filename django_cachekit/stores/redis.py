@@ -16,9 +16,7 @@ from typing import Any
 
 from django.core.cache import BaseCache, caches
 
-from django_cachekit.core import keys
-from django_cachekit.core.settings import conf
-from django_cachekit.stores.base import Store, Write
+from django_cachekit.stores.base import DEFAULT_SOCKET_TIMEOUT, Store, Write
 
 # Shared by the scripts. One MGET reads a group of keys: a script's redis.call
 # costs about a microsecond each, a Redis call from Lua more than the work it
@@ -359,9 +357,10 @@ def _marks(raw: bytes | str) -> bool:
 
 
 class RedisStore(Store):
-    def __init__(self, alias: str, client: Any) -> None:
+    def __init__(self, alias: str, client: Any, socket_timeout: float = DEFAULT_SOCKET_TIMEOUT) -> None:
         super().__init__(alias)
         self.client = client
+        self.socket_timeout = socket_timeout
         self._bump = client.register_script(_BUMP)
         self._mark = client.register_script(_MARK)
         self._ensure = client.register_script(_ENSURE)
@@ -442,15 +441,14 @@ class RedisStore(Store):
             line.pid = os.getpid()
         return connection
 
-    @staticmethod
-    def _connection_kwargs(pool: Any) -> dict[str, Any]:
-        """The pool's settings, with ``SOCKET_TIMEOUT`` where the cache's OPTIONS set no timeout."""
+    def _connection_kwargs(self, pool: Any) -> dict[str, Any]:
+        """The pool's settings, with the store's socket timeout where the cache's OPTIONS set none."""
         kwargs = dict(pool.connection_kwargs)
         for name in ("socket_timeout", "socket_connect_timeout"):
             if name not in kwargs:
-                kwargs[name] = conf.SOCKET_TIMEOUT
+                kwargs[name] = self.socket_timeout
                 if "orig_" + name in kwargs:  # redis-py's maintenance notifications restore it
-                    kwargs["orig_" + name] = conf.SOCKET_TIMEOUT
+                    kwargs["orig_" + name] = self.socket_timeout
         return kwargs
 
     def unreachable(self, exc: BaseException) -> bool:
@@ -752,17 +750,59 @@ class RedisStore(Store):
                 i += 2
         return touched
 
-    def match_tags(self, pattern: str) -> list[str]:
-        """The tags whose version keys match ``pattern`` (a glob over tag names), found by SCAN.
+    def match_tags(self, pattern: str, version_key: Callable[[str], str]) -> list[str]:
+        """The tags whose version keys (``version_key(tag)``) match ``pattern``, a glob over
+        tag names, found by SCAN.
 
         Only the glob is the caller's: the key's prefix and the cache's own parts
         around it are matched literally.
         """
         marker = "\x00"
-        head, _, tail = str(self._make_key(keys.version_key(marker))).partition(marker)
+        head, _, tail = str(self._make_key(version_key(marker))).partition(marker)
         match = _GLOB.sub(r"\\\1", head) + pattern + _GLOB.sub(r"\\\1", tail)
         found: dict[str, None] = {}  # SCAN may return a key more than once
         for key in self.client.scan_iter(match=match, count=1000):
             name = key.decode() if isinstance(key, bytes) else str(key)
             found[name[len(head) : len(name) - len(tail)]] = None
         return list(found)
+
+    # -- totals: one hash of counters per group, one sorted set per name of the largest ----------
+
+    def _totals_key(self, suffix: str) -> str:
+        return str(self._make_key(suffix))
+
+    def add_totals(
+        self, group: str, counts: dict[str, int], largest: dict[str, dict[str, int]], keep: int, ttl: int
+    ) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        hash_key = self._totals_key(f"{group}counts")
+        for field, n in counts.items():
+            pipe.hincrby(hash_key, field, n)
+        pipe.expire(hash_key, ttl)
+        for name, members in largest.items():
+            big = self._totals_key(f"{group}big:{name}")
+            pipe.hincrby(hash_key, f"{name}|store", 0)  # so that clear_totals() finds this name
+            pipe.zadd(big, members, gt=True)
+            pipe.zremrangebyrank(big, 0, -keep - 1)
+            pipe.expire(big, ttl)
+        pipe.execute()
+
+    def read_totals(self, group: str, keep: int) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
+        counts: dict[str, int] = {}
+        for field, n in self.client.hgetall(self._totals_key(f"{group}counts")).items():
+            text = field.decode() if isinstance(field, bytes) else field
+            counts[text] = counts.get(text, 0) + int(n)
+        names = sorted({field.rpartition("|")[0] for field in counts})
+        pipe = self.client.pipeline(transaction=False)
+        for name in names:
+            pipe.zrevrange(self._totals_key(f"{group}big:{name}"), 0, keep - 1, withscores=True)
+        largest: dict[str, dict[str, int]] = {}
+        for name, members in zip(names, pipe.execute()):
+            if members:
+                largest[name] = {(m.decode() if isinstance(m, bytes) else m): int(n) for m, n in members}
+        return counts, largest
+
+    def clear_totals(self, group: str) -> None:
+        hash_key = self._totals_key(f"{group}counts")
+        names = {(f.decode() if isinstance(f, bytes) else f).rpartition("|")[0] for f in self.client.hkeys(hash_key)}
+        self.client.delete(hash_key, *(self._totals_key(f"{group}big:{name}") for name in names))

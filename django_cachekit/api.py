@@ -10,7 +10,7 @@ from typing import Any, TypeVar, cast
 
 from django.db import DEFAULT_DB_ALIAS, connections, models
 
-from django_cachekit.core import events, keys, protocol, signals
+from django_cachekit.core import events, flow, keys, protocol, signals
 from django_cachekit.core.protocol import cache_disabled
 from django_cachekit.core.settings import conf
 from django_cachekit.invalidation import buffers
@@ -43,15 +43,9 @@ def invalidate_tags(*tags: str, using: str | None = None) -> None:
     _record(keys.user_tags(tags), using)
 
 
-def _model_class(model: Any, what: str) -> type[models.Model]:
-    if isinstance(model, type) and issubclass(model, models.Model) and not model._meta.abstract:
-        return model
-    raise TypeError(f"{what}() takes a concrete model class, not {model!r}.")
-
-
 def invalidate_model(model: type[models.Model], using: str | None = None) -> None:
     """Retire every cached query and object of ``model``; use it after raw SQL run elsewhere."""
-    info = meta.info(_model_class(model, "invalidate_model"))
+    info = meta.info(meta.model_class(model, "invalidate_model"))
     _record([*info.model_tags, *info.keyed_tags, *info.rows_tags], using)
 
 
@@ -122,20 +116,6 @@ def _function_schema() -> str:
     return keys.digest(f"functions:{conf.VERSION}", size=5)
 
 
-def _depends_tags(depends_on: Iterable[Any]) -> list[str]:
-    tags: list[str] = []
-    for dep in depends_on:
-        if isinstance(dep, models.Model):
-            if dep.pk is None:
-                raise ValueError(f"depends_on takes saved instances; {dep!r} has no primary key.")
-            info = meta.info(type(dep))
-            tags += info.version_tags(info.pk_value(dep.pk))[:-1]
-        else:
-            info = meta.info(_model_class(dep, "cached(depends_on=...)"))
-            tags += [*info.model_tags, *info.rows_tags]
-    return tags
-
-
 def _validate_timeout(timeout: Any) -> None:
     if timeout is _DEFAULT or timeout is None:
         return
@@ -166,7 +146,7 @@ def cached(
     depends_on = list(depends_on)
     for dep in depends_on:
         if not isinstance(dep, models.Model):
-            _model_class(dep, "cached(depends_on=...)")
+            meta.model_class(dep, "cached(depends_on=...)")
 
     def decorator(func: F) -> F:
         signature = inspect.signature(func)
@@ -191,7 +171,7 @@ def cached(
             if not protocol.reading():
                 return func(*args, **kwargs)
             if dep_tags is None:
-                dep_tags = _depends_tags(depends_on)
+                dep_tags = meta.depends_tags(depends_on)
             try:
                 entry = entry_key(args, kwargs)
             except keys.Unencodable:
@@ -200,16 +180,8 @@ def cached(
             user = keys.user_tags(tags(*args, **kwargs)) if callable(tags) else static_tags
             # The call's own tag: invalidate() bumps it, so a reader that computed before never gets served.
             entry_tags = (keys.call_tag(entry), *dep_tags, *user, keys.GLOBAL_TAG)
-            if _written_here(entry_tags):
-                return func(*args, **kwargs)
-            hit, payload, versions = protocol.lookup(entry, entry_tags, name)
-            if hit:
-                return payload
-            value = func(*args, **kwargs)
-            if versions is not None and _may_store_here():
-                ttl = conf.TIMEOUT if timeout is _DEFAULT else timeout
-                protocol.store(entry, entry_tags, versions, value, ttl, name)
-            return value
+            ttl = conf.TIMEOUT if timeout is _DEFAULT else timeout
+            return flow.read_through(entry, entry_tags, name, lambda: func(*args, **kwargs), ttl)
 
         def invalidate(*args: Any, **kwargs: Any) -> None:
             """Retire this call's entry (inside ``transaction.atomic``: when it commits)."""
@@ -227,15 +199,3 @@ def cached(
         return cast(F, wrapper)
 
     return decorator
-
-
-def _written_here(tags: tuple[str, ...]) -> bool:
-    for connection in connections.all(initialized_only=True):
-        pending = buffers.pending(connection.alias)
-        if pending and not pending.isdisjoint(tags):
-            return True
-    return False
-
-
-def _may_store_here() -> bool:
-    return all(queries.may_store(c.alias) for c in connections.all(initialized_only=True))

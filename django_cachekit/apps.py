@@ -15,11 +15,13 @@ class CachekitConfig(AppConfig):
 
     def ready(self) -> None:
         from django_cachekit import metrics
-        from django_cachekit.core import protocol
-        from django_cachekit.invalidation import hook, outbox
+        from django_cachekit.core import flow, protocol
+        from django_cachekit.invalidation import buffers, hook, outbox
+        from django_cachekit.orm import queries
         from django_cachekit.schema import meta
 
         metrics.install()
+        flow.guard(written=buffers.written_here, storable=queries.may_store_here)
         if outbox.poll not in protocol.Runtime.repairs:
             protocol.Runtime.repairs.append(outbox.poll)
 

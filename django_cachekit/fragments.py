@@ -28,8 +28,7 @@ from typing import Any
 
 from django.db import models
 
-from django_cachekit.api import _may_store_here, _written_here
-from django_cachekit.core import keys, protocol
+from django_cachekit.core import flow, keys
 from django_cachekit.core.settings import conf
 from django_cachekit.schema import meta
 
@@ -150,11 +149,11 @@ def validate_timeout(timeout: Any) -> int | None:
 def usable(frag: Fragment) -> bool:
     """Whether the cache may be read for ``frag`` now: not inside ``cache_disabled()``,
     nor in a transaction that wrote one of its objects."""
-    return protocol.reading() and not _written_here(frag.tags)
+    return flow.usable(frag.tags)
 
 
-def fetch_many(frags: Sequence[Fragment]) -> dict[str, protocol.Found]:
-    """The entries of several fragments and their tags' versions in one round trip.
+def fetch_many(frags: Sequence[Fragment]) -> dict[str, flow.Read]:
+    """The reads of several fragments (entries and their tags' versions) in one round trip.
 
     Fragments that may not be read now are left out; pass each result to
     ``render(found=...)``.
@@ -163,13 +162,11 @@ def fetch_many(frags: Sequence[Fragment]) -> dict[str, protocol.Found]:
     if not wanted:
         return {}
     namespace = next(iter(wanted.values())).namespace
-    found = protocol.lookup_many([(f.key, f.tags) for f in wanted.values()], namespace)
-    return dict(zip(wanted, found))
+    reads = flow.begin_many([(f.key, f.tags) for f in wanted.values()], namespace, guarded=True)
+    return dict(zip(wanted, reads))
 
 
-def render(
-    frag: Fragment, render_fn: Callable[[], str], timeout: Any = DEFAULT, found: protocol.Found | None = None
-) -> str:
+def render(frag: Fragment, render_fn: Callable[[], str], timeout: Any = DEFAULT, found: flow.Read | None = None) -> str:
     """The fragment's stored output if it is current, else ``render_fn()``, stored.
 
     The entry is stamped with the versions read before ``render_fn`` runs, so a
@@ -177,14 +174,9 @@ def render(
     errors are counted and skipped: the fragment renders.
     """
     ttl = validate_timeout(timeout)
-    if not usable(frag):
-        return render_fn()
-    if found is None:
-        found = protocol.lookup(frag.key, frag.tags, frag.namespace)
-    hit, payload, versions = found
-    if hit and isinstance(payload, str):
-        return payload
+    read = found if found is not None and usable(frag) else flow.begin(frag.key, frag.tags, frag.namespace)
+    if read.hit and isinstance(read.value, str):
+        return read.value
     output = render_fn()
-    if versions is not None and _may_store_here():
-        protocol.store(frag.key, frag.tags, versions, str(output), ttl, frag.namespace)
+    read.store(str(output), ttl)
     return output

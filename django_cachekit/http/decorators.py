@@ -27,8 +27,7 @@ from django.http import HttpRequest, HttpResponseBase
 from django.utils.cache import get_conditional_response, patch_cache_control, patch_vary_headers
 from django.utils.http import http_date, parse_etags, quote_etag
 
-from django_cachekit.api import _depends_tags, _may_store_here, _model_class, _written_here
-from django_cachekit.core import events, keys, protocol
+from django_cachekit.core import events, flow, keys, protocol
 from django_cachekit.core.settings import conf
 from django_cachekit.http import responses
 from django_cachekit.invalidation import hook
@@ -122,7 +121,7 @@ def _depends_argument(depends_on: Any, what: str) -> list[Any]:
             if dep.pk is None:
                 raise ValueError(f"{what} depends_on takes saved instances; {dep!r} has no primary key.")
         else:
-            _model_class(dep, f"{what.rstrip('()')}(depends_on=...)")
+            meta.model_class(dep, f"{what.rstrip('()')}(depends_on=...)")
     return found
 
 
@@ -284,7 +283,7 @@ def conditional(
     def resolve(request: HttpRequest, args: tuple[Any, ...], kwargs: dict[str, Any], name: str) -> list[str] | None:
         nonlocal fixed
         if fixed is None:
-            found = _depends_tags([*objects, *dependencies])
+            found = meta.depends_tags([*objects, *dependencies])
             fixed = list(dict.fromkeys(found))
         tags_: list[str] = []
         if rows:
@@ -459,14 +458,14 @@ def cache_response(
             if request.method not in ("GET", "HEAD") or not protocol.reading():
                 return (yield)
             if fixed is None:
-                found = _depends_tags(dependencies)
+                found = meta.depends_tags(dependencies)
                 covered = {t.split(":")[1] for t in found if t.count(":") >= 1}
                 fixed = list(dict.fromkeys(found))
             entry_tags = tuple(dict.fromkeys([*fixed, *_call_tags(user_tags, request, args, kwargs), keys.GLOBAL_TAG]))
-            if _written_here(entry_tags):
+            if not flow.usable(entry_tags):
                 return (yield)
-            key = entry_key(request)
-            hit, payload, versions = protocol.lookup(key, entry_tags, name)
+            entry = flow.begin(entry_key(request), entry_tags, name)
+            hit, payload = entry.hit, entry.value
             if hit:
                 try:
                     vary, variants = payload
@@ -489,7 +488,7 @@ def cache_response(
                 response = yield
             if advertised and response.status_code == 200:
                 patch_vary_headers(response, advertised)
-            if versions is None or not _may_store_here():
+            if entry.versions is None or not flow.storable():
                 return response
             reason = responses.not_stored_because(request, response, keyed)
             if reason is not None:
@@ -507,7 +506,7 @@ def cache_response(
             else:
                 variants = {values: frozen}
             ttl = conf.TIMEOUT if timeout is DEFAULT else cast("int | None", timeout)
-            protocol.store(key, entry_tags, versions, (vary, variants), ttl, name)
+            entry.store((vary, variants), ttl)
             return response
 
         return _wrap(view, start)

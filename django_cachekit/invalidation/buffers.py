@@ -21,7 +21,7 @@ cache: a writer reads its own writes.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -392,3 +392,12 @@ class batch:
         finally:
             del _local.batches[self.connection.alias]
             buffer.flush()
+
+
+def written_here(tags: Sequence[str]) -> bool:
+    """Whether a transaction of this thread, on any connection, wrote one of ``tags`` (the read flow's guard)."""
+    for connection in connections.all(initialized_only=True):
+        pending_tags = pending(connection.alias)
+        if pending_tags and not pending_tags.isdisjoint(tags):
+            return True
+    return False

@@ -24,7 +24,7 @@ from django.db.models.query import (
     ValuesListIterable,
 )
 
-from django_cachekit.core import keys, protocol
+from django_cachekit.core import flow, keys, protocol
 from django_cachekit.invalidation import buffers, hook, modeltags
 from django_cachekit.orm import fingerprint, queries, replicas
 from django_cachekit.orm.queries import DEFAULT, OFF, Spec
@@ -312,31 +312,29 @@ class CachedQuerySet(models.QuerySet[_M]):
                 return _NOT_HANDLED
             # This transaction inserted rows: a cached "does not exist" may be its own row.
             inserted = not pending.isdisjoint(info.model_tags)
-        namespace = info.label
-        hit, payload, versions = protocol.lookup(key, tags, namespace, required, vkeys)
+        entry = flow.begin(key, tags, info.label, required=required, vkeys=vkeys, guarded=False)
+        hit, payload = entry.hit, entry.value
         if inserted:
-            versions = None
+            entry.forget()
             hit = hit and payload is not None
         if hit:
             if payload is None:
                 raise self._does_not_exist()
             if isinstance(payload, tuple) and len(payload) == len(info.attnames):
-                return self._adopt(info.build(db, [payload], self.model, versions))[0]
-        stamp = versions if versions is not None and queries.may_store(source) else None
+                return self._adopt(info.build(db, [payload], self.model, entry.versions))[0]
+        if not queries.may_store(source):
+            entry.forget()
         qs = self.nocache()
-        if stamp is not None and source != db:
+        if entry.versions is not None and source != db:
             qs = qs.using(source)
         rows = list(qs.filter(pk=pk).values_list(*info.attnames))
-        if stamp is not None:
-            if rows:
-                protocol.store(key, tags[:required], stamp, tuple(rows[0]), self._timeout(spec), namespace)
-            else:
-                protocol.store(key, tags, stamp, None, self._timeout(spec), namespace)
+        if rows:
+            entry.store(tuple(rows[0]), self._timeout(spec), tags=tags[:required])
         else:
-            versions = None
+            entry.store(None, self._timeout(spec))
         if not rows:
             raise self._does_not_exist()
-        return self._adopt(info.build(db, rows, self.model, versions))[0]
+        return self._adopt(info.build(db, rows, self.model, entry.versions))[0]
 
     def in_bulk(self, id_list: Iterable[Any] | None = None, *, field_name: str = "pk") -> dict[Any, _M]:
         spec = self._spec()
@@ -358,16 +356,17 @@ class CachedQuerySet(models.QuerySet[_M]):
         namespace = self.model._meta.label_lower
         items = [(info.object_key(source, pk), info.lookup_tags(pk)) for pk in pks]
         found: dict[Any, tuple[Any, ...]] = {}
-        missing: list[tuple[Any, protocol.Versions | None]] = []
+        missing: list[tuple[Any, flow.Read]] = []
         required = len(info.object_tags(pks[0]))
-        for pk, (hit, payload, versions) in zip(pks, protocol.lookup_many(items, namespace, required)):
-            if hit and (payload is None or (isinstance(payload, tuple) and len(payload) == len(info.attnames))):
+        for pk, entry in zip(pks, flow.begin_many(items, namespace, required, guarded=False)):
+            payload = entry.value
+            if entry.hit and (payload is None or (isinstance(payload, tuple) and len(payload) == len(info.attnames))):
                 if payload is not None:
                     found[pk] = payload
             else:
-                missing.append((pk, versions))
+                missing.append((pk, entry))
         if missing:
-            storable = queries.may_store(source) and any(versions is not None for _, versions in missing)
+            storable = queries.may_store(source) and any(entry.versions is not None for _, entry in missing)
             qs = self.nocache()
             if storable and source != db:
                 qs = qs.using(source)
@@ -378,18 +377,13 @@ class CachedQuerySet(models.QuerySet[_M]):
             }
             found.update(fetched)
             if storable:
-                timeout = self._timeout(spec)
-                stores = [
-                    (
-                        info.object_key(source, pk),
-                        info.object_tags(pk) if pk in fetched else info.lookup_tags(pk),
-                        versions,
-                        fetched.get(pk),
-                    )
-                    for pk, versions in missing
-                    if versions is not None
-                ]
-                protocol.store_many(stores, timeout, namespace)
+                flow.store_many(
+                    [
+                        (entry, fetched.get(pk), info.object_tags(pk) if pk in fetched else None)
+                        for pk, entry in missing
+                    ],
+                    self._timeout(spec),
+                )
         objs = self._adopt(info.build(db, found.values(), self.model))
         return {obj.pk: obj for obj in objs}  # type: ignore[attr-defined]
 
@@ -421,24 +415,26 @@ class CachedQuerySet(models.QuerySet[_M]):
         plan = self._plan(source, db, spec, "list", shape)
         if plan is None:
             return None
-        hit, payload, versions = protocol.lookup(plan.key, plan.tags, plan.namespace)
-        if hit and isinstance(payload, list):
+        entry = flow.begin(plan.key, plan.tags, plan.namespace, guarded=False)
+        payload = entry.value
+        if entry.hit and isinstance(payload, list):
             if rows_mode:
                 return self._adopt(info.build(db, payload, self.model))
             if kind != "model":
                 return payload
             return self._adopt(_rehomed(payload, db) if source != db else payload)
-        stamp = versions if plan.store else None
-        with hook.recording() as seen, self._computed_on(source, db, stamp is not None):
+        if not plan.store:
+            entry.forget()
+        with hook.recording() as seen, self._computed_on(source, db, entry.versions is not None):
             if rows_mode:
                 compiler = self.query.get_compiler(using=self.db)
                 payload = [tuple(row) for row in compiler.results_iter(tuple_expected=True)]
                 result = self._adopt(info.build(db, payload, self.model))
             else:
                 result = payload = list(self._iterable_class(self))  # type: ignore[call-overload]
-        if stamp is not None and queries.verify(plan, seen):
+        if entry.versions is not None and queries.verify(plan, seen):
             with self._detached(result if kind == "model" and not rows_mode else []):
-                protocol.store(plan.key, plan.tags, stamp, payload, self._timeout(spec), plan.namespace)
+                entry.store(payload, self._timeout(spec))
         if kind == "model" and not rows_mode and source != db:
             self._rehome(result, db)
         return result
@@ -507,14 +503,15 @@ class CachedQuerySet(models.QuerySet[_M]):
         plan = self._plan(source, db, spec, kind, extra, probe)
         if plan is None:
             return compute()
-        hit, payload, versions = protocol.lookup(plan.key, plan.tags, plan.namespace)
-        if hit:
-            return payload
-        stamp = versions if plan.store else None
-        with hook.recording() as seen, self._computed_on(source, db, stamp is not None):
+        entry = flow.begin(plan.key, plan.tags, plan.namespace, guarded=False)
+        if entry.hit:
+            return entry.value
+        if not plan.store:
+            entry.forget()
+        with hook.recording() as seen, self._computed_on(source, db, entry.versions is not None):
             value = compute()
-        if stamp is not None and queries.verify(plan, seen):
-            protocol.store(plan.key, plan.tags, stamp, value, self._timeout(spec), plan.namespace)
+        if entry.versions is not None and queries.verify(plan, seen):
+            entry.store(value, self._timeout(spec))
         return value
 
     def count(self) -> int:

@@ -294,3 +294,8 @@ def clear() -> None:
     _learned.clear()
     _shapes.clear()
     _probes.clear()
+
+
+def may_store_here() -> bool:
+    """Whether a value read now, on any connection of this thread, may be stored for others (the read flow's guard)."""
+    return all(may_store(c.alias) for c in connections.all(initialized_only=True))

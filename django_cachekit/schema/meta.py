@@ -489,3 +489,23 @@ def keyed_value(value: Any) -> int | None:
     if isinstance(value, bool):
         raise TypeError(value)
     return int(value)
+
+
+def model_class(model: Any, what: str) -> type[models.Model]:
+    if isinstance(model, type) and issubclass(model, models.Model) and not model._meta.abstract:
+        return model
+    raise TypeError(f"{what}() takes a concrete model class, not {model!r}.")
+
+
+def depends_tags(depends_on: Iterable[Any]) -> list[str]:
+    tags: list[str] = []
+    for dep in depends_on:
+        if isinstance(dep, models.Model):
+            if dep.pk is None:
+                raise ValueError(f"depends_on takes saved instances; {dep!r} has no primary key.")
+            found = info(type(dep))
+            tags += found.version_tags(found.pk_value(dep.pk))[:-1]
+        else:
+            found = info(model_class(dep, "cached(depends_on=...)"))
+            tags += [*found.model_tags, *found.rows_tags]
+    return tags

@@ -12,233 +12,25 @@ import os
 import re
 import threading
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from django.core.cache import BaseCache, caches
 
 from django_cachekit.stores.base import DEFAULT_SOCKET_TIMEOUT, Store, Write
 
-# Shared by the scripts. One MGET reads a group of keys: a script's redis.call
-# costs about a microsecond each, a Redis call from Lua more than the work it
-# does here.
-#
-# A mark (a write being committed) is a string of "holder:deadline" pairs, the
-# deadline in milliseconds of the server's clock; the key expires with its
-# latest deadline, and a holder past its own is dropped whenever the key is
-# written, so a writer that died leaves its mark for at most its bound.
-_COMMON = """
-local function mget(first, count)
-  local out = {}
-  for start = first, first + count - 1, 1000 do
-    local last = math.min(start + 999, first + count - 1)
-    local part = redis.call('MGET', unpack(KEYS, start, last))
-    for i = 1, #part do
-      out[#out + 1] = part[i]
-    end
-  end
-  return out
-end
--- A version is an integer that INCR can still increment (django-cachekit's
--- start below 2^62); anything else at a version key is a missing version.
-local function is_version(value)
-  if type(value) ~= 'string' or not string.match(value, '^%-?%d+$') then
-    return false
-  end
-  local n = tonumber(value)
-  return n ~= nil and n < 9e18 and n > -9e18
-end
--- Keep the versions KEYS[first..first+count-1] alive at least ttl ms (0: an
--- entry without expiry, so they must not expire either); missing ones stay missing.
-local function outlive(first, count, ttl)
-  for i = first, first + count - 1 do
-    local left = redis.call('PTTL', KEYS[i])
-    if left >= 0 then
-      if ttl == 0 then
-        redis.call('PERSIST', KEYS[i])
-      elseif left < ttl then
-        redis.call('PEXPIRE', KEYS[i], ttl)
-      end
-    end
-  end
-end
-local function now_ms()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
-local function holders(value, now, token)
-  local kept, latest = {}, 0
-  if value then
-    for holder, deadline in string.gmatch(value, '(%w+):(%d+)') do
-      deadline = tonumber(deadline)
-      if holder ~= token and deadline > now then
-        kept[#kept + 1] = holder .. ':' .. deadline
-        if deadline > latest then latest = deadline end
-      end
-    end
-  end
-  return kept, latest
-end
-"""
 
-# Mark the first ARGV[3] KEYS for the holder ARGV[1] until ARGV[2] ms from now,
-# and bump the versions that follow them in KEYS (as _BUMP does).
-_MARK = (
-    _COMMON
-    + """
-local token = ARGV[1]
-local nmark = tonumber(ARGV[3])
-local now = now_ms()
-local deadline = now + tonumber(ARGV[2])
-local found = mget(1, nmark)
-for i = 1, nmark do
-  local kept, latest = holders(found[i], now, token)
-  kept[#kept + 1] = token .. ':' .. deadline
-  if deadline > latest then latest = deadline end
-  redis.call('SET', KEYS[i], table.concat(kept, ' '), 'PX', latest - now)
-end
-if #KEYS > nmark then
-  local versions = mget(nmark + 1, #KEYS - nmark)
-  for i = 1, #versions do
-    if versions[i] then
-      if is_version(versions[i]) then
-        redis.call('INCR', KEYS[nmark + i])
-      else
-        redis.call('DEL', KEYS[nmark + i])
-      end
-    end
-  end
-end
-return nmark
-"""
-)
+def _script(name: str) -> str:
+    """The Lua script ``name`` (a ``.lua`` file beside this module), after the functions they share."""
+    return (_SCRIPTS / "common.lua").read_text() + (_SCRIPTS / f"{name}.lua").read_text()
 
-# Increment the versions that exist (a missing one stays missing; like Django's
-# incr, a bump keeps the key's expiry), lift the holder's marks, then store
-# each write whose expectations hold, or else increment its fallback versions.
-# ARGV: tag ttl (ms), number of bumps, number of marks to lift, their holder,
-# then per write: number of fallbacks, number of expectations, (mode, version)
-# pairs, ttl (ms, 0 = none), value.
-# KEYS: bumps, marks, then per write: its fallback keys, entry key and
-# expectation keys.
-_BUMP = (
-    _COMMON
-    + """
-local tag_ttl = tonumber(ARGV[1])
-local nbump = tonumber(ARGV[2])
-local nmark = tonumber(ARGV[3])
-local function bump(first, count)
-  if count > 0 then
-    local found = mget(first, count)
-    for i = 1, count do
-      if found[i] then
-        if is_version(found[i]) then
-          redis.call('INCR', KEYS[first + i - 1])
-        else  -- not a version: made missing, the next reader creates a fresh one
-          redis.call('DEL', KEYS[first + i - 1])
-        end
-      end
-    end
-  end
-end
-bump(1, nbump)
-if nmark > 0 then
-  local now = now_ms()
-  local found = mget(nbump + 1, nmark)
-  for i = 1, nmark do
-    if found[i] then
-      local key = KEYS[nbump + i]
-      local kept, latest = holders(found[i], now, ARGV[4])
-      if #kept == 0 then
-        redis.call('DEL', key)
-      else
-        redis.call('SET', key, table.concat(kept, ' '), 'PX', latest - now)
-      end
-    end
-  end
-end
-local k = nbump + nmark + 1
-local a = 5
-local stored = 0
-while a <= #ARGV do
-  local nfall = tonumber(ARGV[a])
-  local fallback = k
-  k = k + nfall
-  a = a + 1
-  local entry = KEYS[k]
-  local n = tonumber(ARGV[a])
-  local ok = true
-  if n > 0 then
-    local current = mget(k + 1, n)
-    for j = 1, n do
-      if ARGV[a + 2 * j - 1] == 'c' then
-        if current[j] then ok = false end
-      elseif current[j] ~= ARGV[a + 2 * j] then
-        ok = false
-      end
-    end
-  end
-  if ok then
-    for j = 1, n do
-      if ARGV[a + 2 * j - 1] == 'c' then
-        redis.call('SET', KEYS[k + j], ARGV[a + 2 * j], 'PX', tag_ttl)
-      end
-    end
-    local ttl = tonumber(ARGV[a + 2 * n + 1])
-    if ttl > 0 then
-      redis.call('SET', entry, ARGV[a + 2 * n + 2], 'PX', ttl)
-    else
-      redis.call('SET', entry, ARGV[a + 2 * n + 2])
-    end
-    outlive(k + 1, n, ttl)
-    stored = stored + 1
-  else
-    bump(fallback, nfall)
-  end
-  k = k + n + 1
-  a = a + 2 * n + 3
-end
-return stored
-"""
-)
 
-# Create each missing version at the given fresh value (a key holding anything
-# but a version, of any type, counts as missing); return all current values.
-_ENSURE = (
-    _COMMON
-    + """
-local ttl = tonumber(ARGV[1])
-local out = {}
-for i, key in ipairs(KEYS) do
-  local found = redis.pcall('GET', key)
-  if is_version(found) then
-    out[i] = found
-  else
-    redis.call('SET', key, ARGV[i + 1], 'PX', ttl)
-    out[i] = ARGV[i + 1]
-  end
-end
-return out
-"""
-)
-
-# Store ARGV[2] entries: KEYS[i] = ARGV[i + 2], expiring in ARGV[1] ms (0: never),
-# and keep the version keys after them alive as long.
-_STORE = (
-    _COMMON
-    + """
-local ttl = tonumber(ARGV[1])
-local n = tonumber(ARGV[2])
-for i = 1, n do
-  if ttl > 0 then
-    redis.call('SET', KEYS[i], ARGV[i + 2], 'PX', ttl)
-  else
-    redis.call('SET', KEYS[i], ARGV[i + 2])
-  end
-end
-outlive(n + 1, #KEYS - n, ttl)
-return n
-"""
-)
+_SCRIPTS = Path(__file__).resolve().parent
+# What each script does is said at the top of its file.
+_MARK = _script("mark")
+_BUMP = _script("bump")
+_ENSURE = _script("ensure")
+_STORE = _script("store")
 
 _GLOB = re.compile(r"([*?\[\]\\])")
 

@@ -21,7 +21,7 @@ from django.template.context import Context
 from django.utils.safestring import SafeString, mark_safe
 
 from django_cachekit import fragments
-from django_cachekit.core import keys, protocol
+from django_cachekit.core import flow, keys, protocol
 
 register = template.Library()
 
@@ -54,7 +54,7 @@ class _Prefetched:
     items: list[Any] | None = None
     upto: int = 0
     done: bool = False
-    found: dict[str, protocol.Found] = field(default_factory=dict)
+    found: dict[str, flow.Read] = field(default_factory=dict)
 
 
 class CacheFragmentNode(Node):
@@ -125,7 +125,7 @@ class CacheFragmentNode(Node):
         found = self._prefetched(context, frag) if self.loop is not None and protocol.reading() else None
         return mark_safe(fragments.render(frag, lambda: self.nodelist.render(context), timeout, found))
 
-    def _prefetched(self, context: Context, frag: fragments.Fragment) -> protocol.Found | None:
+    def _prefetched(self, context: Context, frag: fragments.Fragment) -> flow.Read | None:
         forloop = context.get("forloop")
         if not isinstance(forloop, dict) or not isinstance(forloop.get("counter0"), int):
             return None

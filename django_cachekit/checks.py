@@ -2,78 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from django.apps import AppConfig
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 
-from django_cachekit.core.settings import DEFAULTS
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _positive_int(value: Any) -> bool:
-    return _is_int(value) and value > 0
-
-
-# name -> (check id, predicate, what the value must be)
-_SETTING_RULES: dict[str, tuple[str, Callable[[Any], bool], str]] = {
-    "CACHE_ALIAS": ("django_cachekit.E003", lambda v: isinstance(v, str), "a string"),
-    "TIMEOUT": (
-        "django_cachekit.E004",
-        lambda v: v is None or _positive_int(v),
-        "a positive integer of seconds, or None for no expiry",
-    ),
-    "KEY_PREFIX": (
-        "django_cachekit.E005",
-        lambda v: isinstance(v, str) and v.isprintable() and " " not in v,
-        "a string without spaces or control characters",
-    ),
-    "VERSION": (
-        "django_cachekit.E006",
-        lambda v: isinstance(v, str) or _is_int(v),
-        "a string or an integer",
-    ),
-    "ENABLED": ("django_cachekit.E007", lambda v: isinstance(v, bool), "True or False"),
-    "TAG_TIMEOUT": ("django_cachekit.E008", _positive_int, "a positive integer of seconds"),
-    "COMPRESS_MIN_SIZE": (
-        "django_cachekit.E009",
-        lambda v: _is_int(v) and v >= 0,
-        "an integer number of bytes, 0 to turn compression off",
-    ),
-    "BREAKER_THRESHOLD": ("django_cachekit.E010", _positive_int, "a positive integer"),
-    "BREAKER_COOLDOWN": (
-        "django_cachekit.E011",
-        lambda v: (_is_int(v) or isinstance(v, float)) and v > 0,
-        "a positive number of seconds",
-    ),
-    "WRITE_MARK_TIMEOUT": (
-        "django_cachekit.E027",
-        lambda v: (_is_int(v) or isinstance(v, float)) and 0 < v <= 600,
-        "a positive number of seconds, at most 600",
-    ),
-    "SOCKET_TIMEOUT": (
-        "django_cachekit.E031",
-        lambda v: (_is_int(v) or isinstance(v, float)) and 0 < v <= 60,
-        "a positive number of seconds, at most 60",
-    ),
-    "STRICT_INVALIDATION": ("django_cachekit.E032", lambda v: isinstance(v, bool), "True or False"),
-    "PENDING_POLL": (
-        "django_cachekit.E033",
-        lambda v: (_is_int(v) or isinstance(v, float)) and 0 < v <= 3600,
-        "a positive number of seconds, at most 3600",
-    ),
-    "METRICS": ("django_cachekit.E012", lambda v: isinstance(v, bool), "True or False"),
-    "METRICS_FLUSH_INTERVAL": (
-        "django_cachekit.E013",
-        lambda v: (_is_int(v) or isinstance(v, float)) and v > 0,
-        "a positive number of seconds",
-    ),
-}
+from django_cachekit.core.settings import DEFAULTS, SETTINGS
 
 
 @register(Tags.caches, Tags.compatibility)
@@ -97,13 +33,13 @@ def check_settings(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
                     id="django_cachekit.W001",
                 )
             )
-    for name, (check_id, valid, expected) in _SETTING_RULES.items():
-        if name in options and not valid(options[name]):
+    for name, setting in SETTINGS.items():
+        if setting.check_id and name in options and not setting.valid(options[name]):
             errors.append(
                 Error(
-                    f"CACHEKIT[{name!r}] must be {expected}, not {options[name]!r}.",
-                    hint=f"The default is {DEFAULTS[name]!r}.",
-                    id=check_id,
+                    f"CACHEKIT[{name!r}] must be {setting.expected}, not {options[name]!r}.",
+                    hint=f"The default is {setting.default!r}.",
+                    id=setting.check_id,
                 )
             )
     alias = options.get("CACHE_ALIAS", DEFAULTS["CACHE_ALIAS"])

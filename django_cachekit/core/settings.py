@@ -8,30 +8,94 @@ is a plain attribute of ``conf``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-DEFAULTS: dict[str, Any] = {
-    "CACHE_ALIAS": "default",
-    "TIMEOUT": 3600,
-    "KEY_PREFIX": "",
-    "VERSION": 1,
-    "ENABLED": True,
-    "TAG_TIMEOUT": 7 * 24 * 3600,
-    "COMPRESS_MIN_SIZE": 1024 * 1024,
-    "BREAKER_THRESHOLD": 5,
-    "BREAKER_COOLDOWN": 10.0,
-    "WRITE_MARK_TIMEOUT": 5.0,
-    "SOCKET_TIMEOUT": 0.2,
-    "STRICT_INVALIDATION": False,
-    "PENDING_POLL": 1.0,
-    "METRICS": True,
-    "METRICS_FLUSH_INTERVAL": 10.0,
-    "REPLICAS": {},
+
+@dataclass(frozen=True)
+class Setting:
+    """One key of ``CACHEKIT``: its default and, for the system checks, its check id,
+    the test a value must pass and what it must be, in words."""
+
+    default: Any
+    check_id: str = ""
+    valid: Callable[[Any], bool] = lambda value: True
+    expected: str = ""
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _positive_int(value: Any) -> bool:
+    return _is_int(value) and value > 0
+
+
+# Every key of ``CACHEKIT``: ``conf`` reads the defaults, ``checks`` the rules.
+SETTINGS: dict[str, Setting] = {
+    "CACHE_ALIAS": Setting("default", "django_cachekit.E003", lambda v: isinstance(v, str), "a string"),
+    "TIMEOUT": Setting(
+        3600,
+        "django_cachekit.E004",
+        lambda v: v is None or _positive_int(v),
+        "a positive integer of seconds, or None for no expiry",
+    ),
+    "KEY_PREFIX": Setting(
+        "",
+        "django_cachekit.E005",
+        lambda v: isinstance(v, str) and v.isprintable() and " " not in v,
+        "a string without spaces or control characters",
+    ),
+    "VERSION": Setting(1, "django_cachekit.E006", lambda v: isinstance(v, str) or _is_int(v), "a string or an integer"),
+    "ENABLED": Setting(True, "django_cachekit.E007", lambda v: isinstance(v, bool), "True or False"),
+    "TAG_TIMEOUT": Setting(7 * 24 * 3600, "django_cachekit.E008", _positive_int, "a positive integer of seconds"),
+    "COMPRESS_MIN_SIZE": Setting(
+        1024 * 1024,
+        "django_cachekit.E009",
+        lambda v: _is_int(v) and v >= 0,
+        "an integer number of bytes, 0 to turn compression off",
+    ),
+    "BREAKER_THRESHOLD": Setting(5, "django_cachekit.E010", _positive_int, "a positive integer"),
+    "BREAKER_COOLDOWN": Setting(
+        10.0,
+        "django_cachekit.E011",
+        lambda v: (_is_int(v) or isinstance(v, float)) and v > 0,
+        "a positive number of seconds",
+    ),
+    "WRITE_MARK_TIMEOUT": Setting(
+        5.0,
+        "django_cachekit.E027",
+        lambda v: (_is_int(v) or isinstance(v, float)) and 0 < v <= 600,
+        "a positive number of seconds, at most 600",
+    ),
+    "SOCKET_TIMEOUT": Setting(
+        0.2,
+        "django_cachekit.E031",
+        lambda v: (_is_int(v) or isinstance(v, float)) and 0 < v <= 60,
+        "a positive number of seconds, at most 60",
+    ),
+    "STRICT_INVALIDATION": Setting(False, "django_cachekit.E032", lambda v: isinstance(v, bool), "True or False"),
+    "PENDING_POLL": Setting(
+        1.0,
+        "django_cachekit.E033",
+        lambda v: (_is_int(v) or isinstance(v, float)) and 0 < v <= 3600,
+        "a positive number of seconds, at most 3600",
+    ),
+    "METRICS": Setting(True, "django_cachekit.E012", lambda v: isinstance(v, bool), "True or False"),
+    "METRICS_FLUSH_INTERVAL": Setting(
+        10.0,
+        "django_cachekit.E013",
+        lambda v: (_is_int(v) or isinstance(v, float)) and v > 0,
+        "a positive number of seconds",
+    ),
+    "REPLICAS": Setting({}),  # checked on its own (see checks.py)
 }
+DEFAULTS: dict[str, Any] = {name: setting.default for name, setting in SETTINGS.items()}
 
 
 class Settings:

@@ -98,8 +98,8 @@ def invalidate_pattern(pattern: str, using: str | None = None) -> int:
 def _matching_tags(pattern: str) -> list[str]:
     """The tags with a version whose names match ``pattern``: ``cached(key=...)`` names and user tags."""
     store = protocol.runtime().store
-    names = store.match_tags(keys.call_tag(f"{keys.prefix()}{_function_schema()}:k:{pattern}"), keys.version_key)
-    return [*names, *store.match_tags(f"u:{pattern}", keys.version_key)]
+    names = store.match_tags(keys.call_tag(keys.entry_key(_function_schema(), keys.NAMED, pattern)), keys.version_key)
+    return [*names, *store.match_tags(keys.user_tag_pattern(pattern), keys.version_key)]
 
 
 def _matching_at_commit(pattern: str) -> list[str]:
@@ -159,11 +159,11 @@ def cached(
             if key is None:
                 # Raises keys.Unencodable for an argument without an exact encoding: such a call has no key.
                 described = keys.exact((name, tuple(bound.arguments.items())))
-                return f"{keys.prefix()}{_function_schema()}:f:{keys.digest(described)}"
+                return keys.entry_key(_function_schema(), keys.FUNCTION, keys.digest(described))
             given = key(*args, **kwargs) if callable(key) else key.format(**bound.arguments)
             if not isinstance(given, str) or not given:
                 raise ValueError(f"cached() key for {name} must give a non-empty string, not {given!r}.")
-            return f"{keys.prefix()}{_function_schema()}:k:{keys.safe_part(given) if ' ' in given else given}"
+            return keys.entry_key(_function_schema(), keys.NAMED, keys.safe_part(given) if " " in given else given)
 
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:

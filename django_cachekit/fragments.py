@@ -127,7 +127,7 @@ def fragment(
     entry_tags += keys.user_tags(tags)
     entry_tags.append(keys.GLOBAL_TAG)
     _check_vary(vary, "vary")
-    key = f"{keys.prefix()}{_schema()}:fr:{keys.digest(_described(name, source, identities, vary))}"
+    key = keys.entry_key(_schema(), keys.FRAGMENT, keys.digest(_described(name, source, identities, vary)))
     return Fragment(key, tuple(dict.fromkeys(entry_tags)), name)
 
 

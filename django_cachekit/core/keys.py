@@ -48,8 +48,8 @@ def prefix() -> str:
     return conf.KEY_BASE
 
 
-def version_key(tag: str, base: str | None = None) -> str:
-    return f"{base if base is not None else conf.KEY_BASE}v:{tag}"
+def version_key(tag: str) -> str:
+    return f"{conf.KEY_BASE}v:{tag}"
 
 
 def version_keys(tags: Iterable[str]) -> list[str]:
@@ -106,6 +106,60 @@ def object_tag(table: str, pk: Any) -> str:
 
 def touch_tag(table: str, pk: Any) -> str:
     return f"t:{table}:{safe_part(pk)}"
+
+
+def object_tags_of(tables: Iterable[str], part: str) -> tuple[str, ...]:
+    """``object_tag`` of one row in each of ``tables``, its pk already ``safe_part``-ed."""
+    return tuple(f"o:{table}:{part}" for table in tables)
+
+
+def touch_tags_of(tables: Iterable[str], part: str) -> tuple[str, ...]:
+    """``touch_tag`` of one row in each of ``tables``, its pk already ``safe_part``-ed."""
+    return tuple(f"t:{table}:{part}" for table in tables)
+
+
+def user_tag_pattern(pattern: str) -> str:
+    """The glob over internal tag names that matches user tags matching ``pattern``."""
+    return f"u:{pattern}"
+
+
+# -- entry keys: "<prefix><schema>:<kind>:<rest>" ---------------------------------------------
+
+OBJECT = "o"  # a row by primary key: "<db>:<pk>"
+QUERY = "q"  # a queryset: "<db>:<digest>"
+FUNCTION = "f"  # a @cached call: "<digest>"
+NAMED = "k"  # a @cached(key=...) call: its name
+FRAGMENT = "fr"  # a template fragment: "<digest>"
+RESPONSE = "h"  # a cache_response view: "<digest>"
+
+
+def entry_key(schema: str, kind: str, rest: str) -> str:
+    """The key of an entry of ``kind`` (one of the constants above) under ``schema``."""
+    return f"{conf.KEY_BASE}{schema}:{kind}:{rest}"
+
+
+# -- records that are not entries ------------------------------------------------------------
+
+
+def last_modified_keys(scope: str, digest: str) -> tuple[str, str]:
+    """``(record, high)``: the second content with ``digest`` was first read, and the latest
+    second any content of ``scope`` was given (``http.responses.last_modified``)."""
+    return f"{conf.KEY_BASE}h:lm:{digest}", f"{conf.KEY_BASE}h:lh:{scope}"
+
+
+def last_modified_claim(scope: str, second: int) -> str:
+    """Which content of ``scope`` holds the Last-Modified ``second``."""
+    return f"{conf.KEY_BASE}h:lc:{scope}:{second}"
+
+
+def pending_turn() -> str:
+    """Who delivers the table of undelivered invalidations next (``invalidation.outbox``)."""
+    return f"{conf.KEY_BASE}pending"
+
+
+def totals_group() -> str:
+    """The prefix of the shared metrics totals (``metrics.totals``)."""
+    return f"{conf.KEY_BASE}metrics:"
 
 
 # -- exact encoding of values -------------------------------------------------------------

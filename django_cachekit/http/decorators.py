@@ -451,7 +451,7 @@ def cache_response(
             values = responses.variant(request, lowered)
             described = keys.exact((name, request.path, request.META.get("QUERY_STRING", ""), lowered, values))
             schema = keys.digest(f"http:{responses.ENTRY_FORMAT}:{conf.VERSION}", size=5)
-            return f"{keys.prefix()}{schema}:h:{keys.digest(described)}"
+            return keys.entry_key(schema, keys.RESPONSE, keys.digest(described))
 
         def start(request: HttpRequest, args: tuple[Any, ...], kwargs: dict[str, Any], sync: bool) -> Flow:
             nonlocal fixed, covered

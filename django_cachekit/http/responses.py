@@ -91,10 +91,6 @@ def cache_control(response: HttpResponseBase) -> set[str]:
 # -- validators -------------------------------------------------------------------------
 
 
-def _base() -> str:
-    return f"{keys.prefix()}h:"
-
-
 def digests(view: str, tags: Sequence[str], versions: protocol.Versions, who: str) -> tuple[str, str]:
     """``(scope, digest)``: the scope names what is validated (the view, the tags
     and who asks); the digest adds the tags' current versions."""
@@ -117,8 +113,7 @@ def last_modified(scope: str, digest: str, read_started: float, read_ended: floa
     if not rt.breaker.allow():
         return None
     cache = rt.store.cache
-    base = _base()
-    record, high = f"{base}lm:{digest}", f"{base}lh:{scope}"
+    record, high = keys.last_modified_keys(scope, digest)
     ok, found = rt.call(cache.get_many, [record, high])
     if not ok or found is None:
         return None
@@ -134,7 +129,7 @@ def last_modified(scope: str, digest: str, read_started: float, read_ended: floa
     # A lost record is recorded again at a later second, which is safe: records
     # live as long as entries, claims only as long as clocks may disagree.
     timeout = conf.TIMEOUT or conf.TAG_TIMEOUT
-    claim = f"{base}lc:{scope}:{second}"
+    claim = keys.last_modified_claim(scope, second)
     ok, added = rt.call(cache.add, claim, digest, CLAIM_TIMEOUT)
     if ok and not added:
         ok, holder = rt.call(cache.get, claim)

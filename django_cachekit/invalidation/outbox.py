@@ -105,7 +105,7 @@ def announce(connection: BaseDatabaseWrapper, tags: Iterable[str]) -> None:
 
 def poll(rt: protocol.Runtime) -> bool:
     """Deliver what writers recorded; False if it could not be (the cache is then not trusted)."""
-    ok, claimed = rt.call(rt.store.claim, keys.prefix() + "pending", conf.PENDING_POLL)
+    ok, claimed = rt.call(rt.store.claim, keys.pending_turn(), conf.PENDING_POLL)
     if not ok or not claimed:
         return ok  # another process has the turn (or the cache failed: that lookup finds out)
     for connection in connections.all(initialized_only=True):

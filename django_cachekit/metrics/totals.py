@@ -168,10 +168,6 @@ def _merge(into: dict[str, int], entries: dict[str, int]) -> None:
     merge_largest(into, entries, counters.BIGGEST_KEPT)
 
 
-def _name(suffix: str) -> str:
-    return f"{keys.prefix()}metrics:{suffix}"
-
-
 def _field(namespace: str, event: str) -> str:
     return f"{namespace}|{event}"
 
@@ -187,7 +183,7 @@ class _Shared:
 
     def __init__(self) -> None:
         self.store = protocol.runtime().store
-        self.group = _name("")
+        self.group = keys.totals_group()
 
     def add(self, counts: Counts, changed: Biggest) -> None:
         fields = {_field(ns, event): n for (ns, event), n in counts.items()}

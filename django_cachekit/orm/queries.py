@@ -118,7 +118,7 @@ def plan(
         _bypass(ns, "a value without an exact encoding: %s", exc)
         return None
     tables = found_shape.tables
-    key = f"{keys.prefix()}{info.schema}:q:{db}:{digest}"
+    key = keys.entry_key(info.schema, keys.QUERY, f"{db}:{digest}")
     is_volatile = found_shape.volatile
     extra_tables = _learned.get(key)
     if probe is not None:

@@ -283,15 +283,15 @@ class ModelInfo:
         """
         part = keys.safe_part(pk)
         base = keys.prefix()
-        own = tuple(f"o:{t}:{part}" for t in self.tables)
+        own = keys.object_tags_of(self.tables, part)
         static = self._static
         if static is None or static[0] != base:
             tags = (*self.rows_tags, keys.GLOBAL_TAG, *self.model_tags)
             static = self._static = (base, tags, keys.version_keys(tags))
         return (
-            f"{base}{self.schema}:o:{db}:{part}",
+            keys.entry_key(self.schema, keys.OBJECT, f"{db}:{part}"),
             own + static[1],
-            [f"{base}v:{tag}" for tag in own] + static[2],
+            keys.version_keys(own) + static[2],
         )
 
     @property
@@ -299,11 +299,11 @@ class ModelInfo:
         return 2 * len(self.tables) + 1
 
     def object_key(self, db: str, pk: Any) -> str:
-        return f"{keys.prefix()}{self.schema}:o:{db}:{keys.safe_part(pk)}"
+        return keys.entry_key(self.schema, keys.OBJECT, f"{db}:{keys.safe_part(pk)}")
 
     def object_tags(self, pk: Any) -> tuple[str, ...]:
         part = keys.safe_part(pk)
-        return (*[f"o:{t}:{part}" for t in self.tables], *self.rows_tags, keys.GLOBAL_TAG)
+        return (*keys.object_tags_of(self.tables, part), *self.rows_tags, keys.GLOBAL_TAG)
 
     def lookup_tags(self, pk: Any) -> tuple[str, ...]:
         """Tags an object entry may carry: a missing row's entry also carries the
@@ -314,8 +314,8 @@ class ModelInfo:
         """Tags whose versions make up ``cache_version``: the row and what touches it."""
         part = keys.safe_part(pk)
         return (
-            *(f"o:{t}:{part}" for t in self.tables),
-            *(f"t:{t}:{part}" for t in self.tables),
+            *keys.object_tags_of(self.tables, part),
+            *keys.touch_tags_of(self.tables, part),
             *self.rows_tags,
             keys.GLOBAL_TAG,
         )

@@ -22,7 +22,6 @@ from django.db.models.expressions import Combinable
 from django.utils import timezone
 
 Normalizer = Callable[[Any], Any]
-UNSAFE = object()
 
 _TO_PYTHON = (
     models.AutoField,

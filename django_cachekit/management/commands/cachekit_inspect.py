@@ -15,8 +15,6 @@ from django_cachekit.core import codec, keys, protocol
 from django_cachekit.management.base import add_cache_argument, using_cache
 from django_cachekit.schema import meta
 
-_MISSING = object()
-
 
 def _short(value: Any, size: int = 70) -> str:
     text = repr(value)

@@ -63,16 +63,6 @@ def _models_changed(sender: Any, **kwargs: Any) -> None:
 
 def _settings_changed(setting: str, **kwargs: Any) -> None:
     if setting in ("CACHEKIT", "CACHES", "USE_TZ"):
-        from django_cachekit import stores
-        from django_cachekit.core import protocol
-        from django_cachekit.core.settings import conf
-        from django_cachekit.invalidation import hook
-        from django_cachekit.orm import queries
-        from django_cachekit.schema import meta
+        from django_cachekit import memo
 
-        conf.reload()
-        meta.clear()
-        hook.clear()
-        queries.clear()
-        stores.reset()
-        protocol.reset()
+        memo.reset_all()

@@ -17,7 +17,9 @@ from django_cachekit.core import codec, events, keys, signals
 from django_cachekit.core.breaker import Breaker
 from django_cachekit.core.settings import conf
 from django_cachekit.core.signals import cache_hit, cache_miss
+from django_cachekit.memo import resettable
 from django_cachekit.stores import get_store
+from django_cachekit.stores import reset as reset_stores
 from django_cachekit.stores.base import Store, Write
 
 logger = logging.getLogger("django_cachekit")
@@ -239,9 +241,13 @@ def runtime() -> Runtime:
             return _runtimes.setdefault(alias, Runtime(alias))
 
 
+@resettable
 def reset() -> None:
     with _lock:
         _runtimes.clear()
+
+
+resettable(reset_stores)  # their connections' settings come from the settings
 
 
 def _validate(raw: Any, required: Sequence[str], versions: Versions, namespace: str, key: str) -> tuple[bool, Any]:

@@ -16,6 +16,8 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
+from django_cachekit.memo import resettable
+
 
 @dataclass(frozen=True)
 class Setting:
@@ -199,3 +201,4 @@ class Settings:
 
 
 conf = Settings()
+resettable(conf.reload)  # first: what the others forget is worked out again from the new settings

@@ -21,11 +21,13 @@ from typing import Any
 from django.apps import apps
 from django.dispatch import Signal
 
+from django_cachekit.memo import Memo
+
 cache_hit = Signal()
 cache_miss = Signal()
 cache_invalidated = Signal()
 
-_senders: dict[str, Any] = {}
+_senders: Memo[str, Any] = Memo(10_000)
 _lock = threading.Lock()
 
 
@@ -42,10 +44,7 @@ def sender_for(namespace: str) -> Any:
                 sender = model
                 break
     with _lock:
-        if len(_senders) > 10_000:
-            _senders.clear()
-        _senders[namespace] = sender
-    return sender
+        return _senders.remember(namespace, sender)
 
 
 def hit(namespace: str, key: str) -> None:

@@ -29,9 +29,9 @@ from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from django_cachekit.core import keys
-from django_cachekit.core.memo import Memo
 from django_cachekit.invalidation import buffers, links, outbox, sessions, statements
 from django_cachekit.invalidation.statements import Statement
+from django_cachekit.memo import Memo, resettable
 from django_cachekit.schema import meta
 
 logger = logging.getLogger("django_cachekit")
@@ -424,6 +424,7 @@ def install_all() -> None:
         install(connection)
 
 
+@resettable
 def clear() -> None:
     global _on_delete_map, _lower_tables
     _on_delete_map = None

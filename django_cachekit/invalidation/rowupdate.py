@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 from django.db import models
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from django_cachekit.core.memo import Memo
+from django_cachekit.memo import Memo
 from django_cachekit.schema import rows
 
 VENDORS = frozenset({"postgresql", "sqlite"})

@@ -28,7 +28,7 @@ import re
 from collections.abc import Callable
 from typing import NamedTuple
 
-from django_cachekit.core.memo import Memo
+from django_cachekit.memo import Memo
 
 _IDENT = r'(?:"(?:[^"]|"")+"|`[^`]+`|\[[^\]]+\]|[A-Za-z_][\w$]*)'
 _QNAME = rf"{_IDENT}(?:\s*\.\s*{_IDENT})*"

@@ -19,8 +19,8 @@ from django.db.models.sql import Query
 from django.db.models.sql.where import AND
 
 from django_cachekit.core import events, keys
-from django_cachekit.core.memo import Memo
 from django_cachekit.invalidation import buffers, hook
+from django_cachekit.memo import Memo, resettable
 from django_cachekit.schema import meta
 
 logger = logging.getLogger("django_cachekit")
@@ -290,6 +290,7 @@ def may_store(db: str) -> bool:
         return level in (None, 1)
 
 
+@resettable
 def clear() -> None:
     _learned.clear()
     _shapes.clear()

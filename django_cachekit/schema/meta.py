@@ -21,8 +21,8 @@ from django.db.models.query_utils import DeferredAttribute
 from django.db.models.signals import post_init, pre_init
 
 from django_cachekit.core import keys
-from django_cachekit.core.memo import Memo
 from django_cachekit.core.settings import conf
+from django_cachekit.memo import Memo, resettable
 from django_cachekit.schema import rows
 
 ORIGINAL_ATTR = "_cachekit_loaded"
@@ -404,6 +404,7 @@ def info(model: type[models.Model]) -> ModelInfo:
         return _infos.setdefault(model, computed)
 
 
+@resettable
 def clear() -> None:
     global _tables, _registry
     _infos.clear()

@@ -17,6 +17,7 @@ from typing import Any
 
 from django.core.cache import BaseCache, caches
 
+from django_cachekit.memo import Memo
 from django_cachekit.stores.base import DEFAULT_SOCKET_TIMEOUT, Store, Write
 
 
@@ -158,7 +159,7 @@ class RedisStore(Store):
         self._ensure = client.register_script(_ENSURE)
         self._store = client.register_script(_STORE)
         self._make_key = caches[alias].make_key
-        self._made: dict[str, str] = {}
+        self._made: Memo[str, str] = Memo(50_000)
         self._pool = _own_connections(client)
         self._line = _Line()
 
@@ -390,10 +391,7 @@ class RedisStore(Store):
         try:
             return self._made[key]
         except KeyError:
-            if len(self._made) > 50_000:
-                self._made.clear()
-            made = self._made[key] = str(self._make_key(key))
-            return made
+            return self._made.remember(key, str(self._make_key(key)))
 
     def fetch(
         self, keys: Sequence[str], version_keys: Sequence[str], mark_keys: Sequence[str] = ()

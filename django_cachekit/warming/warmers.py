@@ -24,6 +24,7 @@ from django.utils.module_loading import autodiscover_modules
 
 from django_cachekit.core import keys, protocol
 from django_cachekit.core.settings import conf
+from django_cachekit.memo import Memo
 from django_cachekit.orm import replicas
 from django_cachekit.orm.managers import CachedQuerySet
 from django_cachekit.orm.queries import DEFAULT, OFF
@@ -223,7 +224,7 @@ class Runner:
     limit: int | None = None
     dry_run: bool = False
     # key -> the timeout this runner stored it with
-    timeouts: dict[str, int | None] = field(default_factory=dict)
+    timeouts: Memo[str, int | None] = field(default_factory=lambda: Memo(100_000))
     # key -> the timeout of the read that found it valid, in the current run
     _expected: dict[str, int | None] = field(default_factory=dict)
 
@@ -241,10 +242,9 @@ class Runner:
                 result.error = exc
         result.stored = len(tally.stored)
         result.fresh = sum(1 for key in tally.hits if key not in tally.stored)
-        if len(self.timeouts) > 100_000:
-            self.timeouts.clear()
         if not self.dry_run:
-            self.timeouts.update(tally.stored)
+            for key, timeout in tally.stored.items():
+                self.timeouts.remember(key, timeout)
         if item.refresh_ahead is not None and result.error is None:
             result.refreshed = self._refresh(item, [key for key in tally.hits if key not in tally.stored])
         result.seconds = time.perf_counter() - started

@@ -9,6 +9,23 @@ K = TypeVar("K")
 V = TypeVar("V")
 
 
+_resets: list[Callable[[], None]] = []
+
+
+def resettable(forget: Callable[[], None]) -> Callable[[], None]:
+    """Register ``forget`` (a module's clearing of what it worked out from the settings or
+    the models): ``reset_all`` runs it when the settings change. Usable as a decorator."""
+    if forget not in _resets:
+        _resets.append(forget)
+    return forget
+
+
+def reset_all() -> None:
+    """Forget everything worked out from the settings: what every module registered."""
+    for forget in list(_resets):
+        forget()
+
+
 class Memo(dict[K, V]):
     """A dict that forgets everything once it holds ``size`` items.
 

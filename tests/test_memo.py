@@ -1,6 +1,6 @@
 """Bounded memos: what is worked out from repeated values is kept, within limits."""
 
-from django_cachekit.core.memo import Memo
+from django_cachekit.memo import Memo
 
 
 def test_a_full_memo_starts_over():

@@ -36,9 +36,7 @@ from django_cachekit.schema import meta
 
 logger = logging.getLogger("django_cachekit")
 
-_IDENT = r'(?:"(?:[^"]|"")+"|`[^`]+`|\[[^\]]+\]|[A-Za-z_][\w$]*)'
-_QNAME = rf"{_IDENT}(?:\s*\.\s*{_IDENT})*"
-
+_IDENT = statements.IDENT
 _PK_TAIL = re.compile(
     rf"\s+WHERE\s+(?:(?P<qual>{_IDENT})\s*\.\s*)?(?P<col>{_IDENT})\s*"
     r"(?:(?P<eq>=\s*%s)|(?P<any>=\s*ANY\s*\(\s*%s\s*\))|IN\s*\((?P<list>\s*%s(?:\s*,\s*%s)*\s*)\))"
@@ -46,15 +44,6 @@ _PK_TAIL = re.compile(
     re.I,
 )
 _READ_TABLES = re.compile(r'\b(?:FROM|JOIN)\s+("(?:[^"]|"")+"|`[^`]+`)')
-# A plain multi-row INSERT as Django writes it, every value a placeholder.
-_ROW = r"\(\s*%s(?:\s*,\s*%s)*\s*\)"
-_INSERT_VALUES = re.compile(
-    rf"\s*INSERT(?:\s+OR\s+IGNORE)?\s+INTO\s+{_QNAME}\s*\((?P<columns>[^()]*)\)\s*VALUES\s*"
-    rf"{_ROW}(?:\s*,\s*{_ROW})*\s*(?:ON\s+CONFLICT\s+DO\s+NOTHING\s*)?"
-    r"(?:RETURNING\s+[^;%()]*)?;?\s*\Z",
-    re.I,
-)
-_COLUMN_SPLIT = re.compile(r"\s*,\s*")
 _unquote = statements.unquote
 
 
@@ -283,10 +272,9 @@ def _known(name: str) -> list[str]:
 
 def _inserted_field_tags(sql: str, params: Any, many: bool, table: str, keyed: dict[str, str]) -> list[str] | None:
     """Field tags of the foreign-key values an INSERT writes, or None when it cannot tell."""
-    match = _INSERT_VALUES.match(sql)
-    if match is None or params is None or isinstance(params, dict):
+    columns = statements.inserted_columns(sql)
+    if columns is None or params is None or isinstance(params, dict):
         return None
-    columns = [_unquote(c) for c in _COLUMN_SPLIT.split(match.group("columns").strip())]
     positions = [(i, c) for i, c in enumerate(columns) if c in keyed]
     if len(positions) != len(keyed):
         return None  # a foreign key left to its database default

@@ -10,7 +10,6 @@ clause matches, selected just before it runs on the same cursor.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,10 +21,6 @@ from django_cachekit.invalidation import statements
 from django_cachekit.invalidation.statements import Statement
 from django_cachekit.schema import meta
 
-_INSERT = re.compile(
-    r"\s*\((?P<columns>[^)]*)\)\s*VALUES\s*(?P<values>\((?:\s*%s\s*,?)+\)(?:\s*,\s*\((?:\s*%s\s*,?)+\))*)", re.I
-)
-_WHERE = re.compile(r"\sWHERE\s", re.I)
 # First characters of statements that may write a link table (REPLACE INTO included, comments before any).
 _WRITE_START = frozenset("IiDdUuRr(/-#")
 _KINDS = {"insert": "INSERT", "upsert": "INSERT", "update": "UPDATE", "delete": "DELETE"}
@@ -78,10 +73,6 @@ def clear() -> None:
     _links = None
 
 
-def _unquote(name: str) -> str:
-    return name[1:-1].replace('""', '"') if name[:1] in ('"', "`") else name
-
-
 _lower_links: tuple[dict[str, Link], dict[str, Link]] | None = None
 
 
@@ -114,13 +105,13 @@ def match(sql: str) -> Found | None:
 
 
 def _select(cursor: Any, link: Link, head: Statement, sql: str, params: Any, columns: Sequence[str]) -> list[Any]:
-    where = _WHERE.search(head.text or sql, head.head)
+    where = statements.where_at(head.text or sql, head.head)
     if where is None:
         clause, args = "", ()
     else:
-        clause = sql[where.start() :]
+        clause = sql[where:]
         # An UPDATE's SET placeholders come before the WHERE's.
-        args = tuple(params or ())[sql.count("%s", 0, where.start()) :] if params else ()
+        args = tuple(params or ())[sql.count("%s", 0, where) :] if params else ()
     names = ", ".join(f'"{c}"' for c in columns)
     cursor.execute(f'SELECT {names} FROM "{link.table}"{clause}', args)
     return list(cursor.fetchall())
@@ -138,11 +129,8 @@ def tags(cursor: Any, found: Found, sql: str, params: Any, many: bool, rows: lis
     """``t:`` tags of the rows on both sides of the links a statement wrote."""
     link, kind, head = found
     if kind == "INSERT":
-        inserted = _INSERT.match(head.text or sql, head.head)
-        if inserted is None:
-            return []
-        columns = [_unquote(c.strip()) for c in inserted.group("columns").split(",")]
-        if not set(link.columns) <= set(columns):
+        columns = statements.inserted_columns(head.text or sql, head.head)
+        if columns is None or not set(link.columns) <= set(columns):
             return []
         width = len(columns)
         flat = [v for p in params for v in p] if many else list(params or ())

@@ -30,7 +30,7 @@ from typing import NamedTuple
 
 from django_cachekit.memo import Memo
 
-_IDENT = r'(?:"(?:[^"]|"")+"|`[^`]+`|\[[^\]]+\]|[A-Za-z_][\w$]*)'
+IDENT = _IDENT = r'(?:"(?:[^"]|"")+"|`[^`]+`|\[[^\]]+\]|[A-Za-z_][\w$]*)'
 _QNAME = rf"{_IDENT}(?:\s*\.\s*{_IDENT})*"
 _I = re.I | re.S
 
@@ -178,6 +178,37 @@ def unquote(name: str) -> str:
     if name[:1] in ('"', "`", "["):
         return name[1:-1].replace('""', '"')
     return name
+
+
+# An INSERT's column list and rows as Django writes them: every value a placeholder.
+_ROW = r"\(\s*%s(?:\s*,\s*%s)*\s*\)"
+_VALUES = rf"\s*\((?P<columns>[^()]*)\)\s*VALUES\s*{_ROW}(?:\s*,\s*{_ROW})*"
+_INSERT_VALUES = re.compile(_VALUES, re.I)
+_PLAIN_INSERT = re.compile(
+    rf"\s*INSERT(?:\s+OR\s+IGNORE)?\s+INTO\s+{_QNAME}{_VALUES}\s*(?:ON\s+CONFLICT\s+DO\s+NOTHING\s*)?"
+    r"(?:RETURNING\s+[^;%()]*)?;?\s*\Z",
+    re.I,
+)
+_WHERE = re.compile(r"\sWHERE\s", re.I)
+
+
+def inserted_columns(sql: str, start: int | None = None) -> list[str] | None:
+    """The columns of an INSERT whose every value is a placeholder, or None.
+
+    With ``start`` None, ``sql`` must be a whole plain INSERT (as Django writes
+    it); else the column list and rows are read at ``start``, the end of the
+    table's name (a ``Statement``'s ``head``), in ``sql`` (its blanked ``text``).
+    """
+    found = _PLAIN_INSERT.match(sql) if start is None else _INSERT_VALUES.match(sql, start)
+    if found is None:
+        return None
+    return [unquote(column.strip()) for column in found.group("columns").split(",")]
+
+
+def where_at(sql: str, start: int = 0) -> int | None:
+    """Where the WHERE clause of a statement begins (at or after ``start``), or None."""
+    found = _WHERE.search(sql, start)
+    return None if found is None else found.start()
 
 
 def read(sql: str) -> Statement:

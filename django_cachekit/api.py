@@ -10,7 +10,7 @@ from typing import Any, TypeVar, cast
 
 from django.db import DEFAULT_DB_ALIAS, connections, models
 
-from django_cachekit.core import events, flow, keys, protocol, signals
+from django_cachekit.core import arguments, events, flow, keys, protocol, signals
 from django_cachekit.core.protocol import cache_disabled
 from django_cachekit.core.settings import conf
 from django_cachekit.invalidation import buffers
@@ -116,13 +116,6 @@ def _function_schema() -> str:
     return keys.digest(f"functions:{conf.VERSION}", size=5)
 
 
-def _validate_timeout(timeout: Any) -> None:
-    if timeout is _DEFAULT or timeout is None:
-        return
-    if not isinstance(timeout, int) or isinstance(timeout, bool) or timeout <= 0:
-        raise ValueError(f"cached() timeout must be a positive number of seconds or None, not {timeout!r}.")
-
-
 def cached(
     timeout: Any = _DEFAULT,
     tags: Iterable[str] | Callable[..., Iterable[str]] = (),
@@ -138,9 +131,9 @@ def cached(
     """
     if callable(timeout) and not isinstance(timeout, type):
         return cached()(timeout)
-    _validate_timeout(timeout)
+    arguments.timeout(timeout, "cached()")
     if not callable(tags):
-        static_tags = keys.user_tags(tags)
+        static_tags = arguments.tags(tags, "cached()")
     if key is not None and not (isinstance(key, str) and key) and not callable(key):
         raise ValueError(f"cached() key must be a non-empty format string or a callable, not {key!r}.")
     depends_on = list(depends_on)

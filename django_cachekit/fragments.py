@@ -28,13 +28,13 @@ from typing import Any
 
 from django.db import models
 
-from django_cachekit.core import flow, keys
+from django_cachekit.core import arguments, flow, keys
 from django_cachekit.core.settings import conf
 from django_cachekit.schema import meta
 
 __all__ = ["Fragment", "fetch_many", "fragment", "object_tags", "render", "validate_timeout"]
 
-DEFAULT: Any = object()
+DEFAULT: Any = arguments.DEFAULT
 _VARY_TYPES = (str, int, float, bool, decimal.Decimal, datetime.date, datetime.time, uuid.UUID, models.Model)
 
 
@@ -139,11 +139,8 @@ def _described(name: str, source: str, identities: list[Any], vary: Any) -> str:
 
 
 def validate_timeout(timeout: Any) -> int | None:
-    if timeout is DEFAULT:
-        return conf.TIMEOUT
-    if timeout is None or (isinstance(timeout, int) and not isinstance(timeout, bool) and timeout > 0):
-        return timeout  # type: ignore[no-any-return]
-    raise ValueError(f"A fragment timeout must be a positive number of seconds or None, not {timeout!r}.")
+    checked = arguments.timeout(timeout, "A fragment")
+    return conf.TIMEOUT if checked is DEFAULT else checked  # type: ignore[no-any-return]
 
 
 def usable(frag: Fragment) -> bool:

@@ -27,7 +27,7 @@ from django.http import HttpRequest, HttpResponseBase
 from django.utils.cache import get_conditional_response, patch_cache_control, patch_vary_headers
 from django.utils.http import http_date, parse_etags, quote_etag
 
-from django_cachekit.core import events, flow, keys, protocol
+from django_cachekit.core import arguments, events, flow, keys, protocol
 from django_cachekit.core.settings import conf
 from django_cachekit.http import responses
 from django_cachekit.invalidation import hook
@@ -102,14 +102,10 @@ def _flag(name: str, value: Any, what: str) -> bool:
 
 
 def _tags_argument(tags: Any, what: str) -> tuple[str, ...] | Callable[..., Any]:
-    if tags is None:
-        return ()
-    if callable(tags):
-        return cast(Callable[..., Any], tags)
     try:
-        return tuple(keys.user_tags(tags))
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{what} tags must be tag strings or a callable, not {tags!r}: {exc}") from None
+        return arguments.tags_or_callable(tags, what)
+    except ValueError as exc:
+        raise ValueError(f"{exc} (or a callable of the request and the view's arguments)") from None
 
 
 def _depends_argument(depends_on: Any, what: str) -> list[Any]:
@@ -424,12 +420,7 @@ def cache_response(
     header is not part of the key unless ``vary_on`` names it.
     """
     what = "cache_response()"
-    if (
-        timeout is not DEFAULT
-        and timeout is not None
-        and (not isinstance(timeout, int) or isinstance(timeout, bool) or timeout <= 0)
-    ):
-        raise ValueError(f"cache_response() timeout must be a positive number of seconds or None, not {timeout!r}.")
+    arguments.timeout(timeout, what)
     user_tags = _tags_argument(tags, what)
     dependencies = _depends_argument(depends_on, what)
     keyed = responses.header_names(vary_on, f"{what} vary_on")

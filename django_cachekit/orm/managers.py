@@ -24,7 +24,7 @@ from django.db.models.query import (
     ValuesListIterable,
 )
 
-from django_cachekit.core import flow, keys, protocol
+from django_cachekit.core import arguments, flow, protocol
 from django_cachekit.invalidation import buffers, hook, modeltags
 from django_cachekit.orm import fingerprint, queries, replicas
 from django_cachekit.orm.queries import DEFAULT, OFF, Spec
@@ -51,13 +51,7 @@ _DEFAULT_SPEC = Spec(DEFAULT, ())
 def make_spec(timeout: Any = DEFAULT, tags: Iterable[str] | str = ()) -> Spec:
     if timeout is DEFAULT and not tags:
         return _DEFAULT_SPEC
-    if (
-        timeout is not DEFAULT
-        and timeout is not None
-        and (not isinstance(timeout, int) or isinstance(timeout, bool) or timeout <= 0)
-    ):
-        raise ValueError(f"cache() timeout must be a positive number of seconds or None, not {timeout!r}.")
-    return Spec(timeout, tuple(keys.user_tags(tags)))
+    return Spec(arguments.timeout(timeout, "cache()"), tuple(arguments.tags(tags, "cache()")))
 
 
 _fresh: dict[type[models.Model], tuple[Any, ...]] = {}

@@ -18,7 +18,7 @@ from django.db.models.lookups import Exact
 from django.db.models.sql import Query
 from django.db.models.sql.where import AND
 
-from django_cachekit.core import events, keys
+from django_cachekit.core import arguments, events, keys
 from django_cachekit.invalidation import buffers, hook
 from django_cachekit.memo import Memo, resettable
 from django_cachekit.schema import meta
@@ -60,7 +60,7 @@ class Probe:
     volatile: bool
 
 
-DEFAULT = object()
+DEFAULT = arguments.DEFAULT
 OFF = Spec(timeout=None, tags=())
 
 

@@ -20,7 +20,7 @@ from django.db.models.fields.related_descriptors import ForeignKeyDeferredAttrib
 from django.db.models.query_utils import DeferredAttribute
 from django.db.models.signals import post_init, pre_init
 
-from django_cachekit.core import keys
+from django_cachekit.core import arguments, keys
 from django_cachekit.core.settings import conf
 from django_cachekit.memo import Memo, resettable
 from django_cachekit.schema import rows
@@ -90,9 +90,7 @@ def parse_cache_meta(model: type[models.Model]) -> CacheOptions:
         )
     has_timeout = "timeout" in attrs
     timeout = attrs.get("timeout")
-    if has_timeout and not (
-        timeout is None or (isinstance(timeout, int) and not isinstance(timeout, bool) and timeout > 0)
-    ):
+    if has_timeout and not arguments.is_timeout(timeout):
         raise CacheMetaError(
             f"{label}.CacheMeta.timeout must be a positive integer or None, not {timeout!r}.",
             "django_cachekit.E020",

@@ -110,12 +110,12 @@ def touch_tag(table: str, pk: Any) -> str:
 
 def object_tags_of(tables: Iterable[str], part: str) -> tuple[str, ...]:
     """``object_tag`` of one row in each of ``tables``, its pk already ``safe_part``-ed."""
-    return tuple(f"o:{table}:{part}" for table in tables)
+    return tuple([f"o:{table}:{part}" for table in tables])
 
 
 def touch_tags_of(tables: Iterable[str], part: str) -> tuple[str, ...]:
     """``touch_tag`` of one row in each of ``tables``, its pk already ``safe_part``-ed."""
-    return tuple(f"t:{table}:{part}" for table in tables)
+    return tuple([f"t:{table}:{part}" for table in tables])
 
 
 def user_tag_pattern(pattern: str) -> str:

@@ -2,7 +2,8 @@
 
 import pytest
 
-from django_cachekit.invalidation.hook import covering, read_tables, write_tags
+from django_cachekit.invalidation.hook import read_tables, write_tags
+from django_cachekit.invalidation.keyed import covering
 
 A = "testapp_article"
 # The article table's keyed tag: it has integer foreign keys (author, category, plain).

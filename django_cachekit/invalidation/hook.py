@@ -30,6 +30,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 
 from django_cachekit.core import keys
 from django_cachekit.invalidation import buffers, links, outbox, sessions, statements
+from django_cachekit.invalidation import keyed as keyed_tags
 from django_cachekit.invalidation.statements import Statement
 from django_cachekit.memo import Memo, resettable
 from django_cachekit.schema import meta
@@ -231,7 +232,7 @@ def _row_tags(statement: Statement, sql: str, params: Any, many: bool) -> list[s
         tags.append(keys.rows_tag(table))
     if kind in ("insert", "upsert"):
         if kind == "insert" and keyed:
-            inserted = _inserted_field_tags(text, params, many, table, keyed)
+            inserted = keyed_tags.inserted(text, params, many, table, keyed)
             if inserted is not None:
                 return tags + inserted
         if keyed:
@@ -245,7 +246,7 @@ def _row_tags(statement: Statement, sql: str, params: Any, many: bool) -> list[s
         tags.append(keys.rows_tag(table))
     else:
         tags += [keys.object_tag(table, pk) for pk in pks]
-    if keyed and not (kind == "update" and pks is not None and _covered(table, pks)):
+    if keyed and not (kind == "update" and pks is not None and keyed_tags.covered(table, pks)):
         tags.append(keys.keyed_tag(table))
     if kind == "delete":
         tags += _whole_tables(_dependents(table))
@@ -268,59 +269,6 @@ def _known(name: str) -> list[str]:
             index.setdefault(table.lower(), []).append(table)
         _lower_tables = (known, index)
     return list(_lower_tables[1].get(name.lower(), ()))
-
-
-def _inserted_field_tags(sql: str, params: Any, many: bool, table: str, keyed: dict[str, str]) -> list[str] | None:
-    """Field tags of the foreign-key values an INSERT writes, or None when it cannot tell."""
-    columns = statements.inserted_columns(sql)
-    if columns is None or params is None or isinstance(params, dict):
-        return None
-    positions = [(i, c) for i, c in enumerate(columns) if c in keyed]
-    if len(positions) != len(keyed):
-        return None  # a foreign key left to its database default
-    width = len(columns)
-    tags: dict[str, None] = {}
-    try:
-        for param_set in params if many else (params,):
-            values = list(param_set)
-            if not values or len(values) % width:
-                return None
-            for start in range(0, len(values), width):
-                for i, column in positions:
-                    tags[keys.field_tag(table, column, meta.keyed_value(values[start + i]))] = None
-    except (TypeError, ValueError):
-        return None
-    return list(tags)
-
-
-def _covered(table: str, pks: list[Any]) -> bool:
-    """Whether this UPDATE is the save's own; the first UPDATE of the row is,
-    another one (a signal handler's) bumps the keyed tag."""
-    covered = getattr(_local, "covered", None)
-    if covered is None or len(pks) != 1 or covered != (table, pks[0]):
-        return False
-    _local.covered = None
-    return True
-
-
-class covering:
-    """Inside the block, an UPDATE of this one ``(table, pk)`` row leaves the keyed
-    tag alone: the save running it reports the row's old and new foreign-key values."""
-
-    __slots__ = ("previous", "row")
-
-    def __init__(self, row: tuple[str, Any] | None) -> None:
-        self.row = row
-        self.previous: tuple[str, Any] | None = None
-
-    def __enter__(self) -> None:
-        if self.row is not None:
-            self.previous = getattr(_local, "covered", None)
-            _local.covered = self.row
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self.row is not None:
-            _local.covered = self.previous
 
 
 def _whole_tables(names: Any, cascade: bool = False) -> list[str]:

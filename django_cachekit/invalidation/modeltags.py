@@ -16,7 +16,7 @@ from django.db import connections, models
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from django_cachekit.core import keys, protocol
-from django_cachekit.invalidation import buffers
+from django_cachekit.invalidation import buffers, keyed
 from django_cachekit.schema import meta
 from django_cachekit.schema.meta import KEYED_ATTR, ORIGINAL_ATTR, VERSIONS_ATTR, ModelInfo
 
@@ -194,7 +194,7 @@ def _expected_tags(plan: SavePlan, obj: models.Model, db: str) -> list[str]:
         found = None
         if plan.covered is not None and old is not None:
             new = info.keyed_values(obj)
-            found = _keyed_tags(info, old, new)
+            found = keyed.changed(info, old, new)
             plan.early_keyed = (old, new, found)
         tags += info.keyed_tags if found is None else found
     if info.watched:
@@ -209,26 +209,6 @@ def _writes_every_column(info: ModelInfo, update_fields: Iterable[str] | None) -
         return True
     named = set(update_fields)
     return all(f.primary_key or f.name in named or f.attname in named for f in info.fields)
-
-
-def _keyed_tags(info: ModelInfo, old: tuple[Any, ...], new: tuple[Any, ...]) -> list[str] | None:
-    """Field tags of the row's old and new foreign-key values, or None if one is not an integer."""
-    tags: dict[str, None] = {}
-    table = info.table
-    try:
-        for (_, column), before, after in zip(info.keyed, old, new):
-            tags[keys.field_tag(table, column, meta.keyed_value(before))] = None
-            if after != before or type(after) is not type(before):
-                tags[keys.field_tag(table, column, meta.keyed_value(after))] = None
-    except (TypeError, ValueError):
-        return None
-    return list(tags)
-
-
-def keyed_unknown(obj: models.Model, using: str) -> None:
-    """A save whose foreign-key values cannot be reported: every list keyed on its table goes."""
-    obj.__dict__.pop(KEYED_ATTR, None)
-    buffers.record(connections[using], meta.info(type(obj)).keyed_tags)
 
 
 def after_save(
@@ -267,7 +247,7 @@ def after_save(
             ):
                 found = early_keyed[2]
             else:
-                found = _keyed_tags(info, old, new_keyed)
+                found = keyed.changed(info, old, new_keyed)
             if found is None:
                 tags += info.keyed_tags
             else:

@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 from django.db import connections, models, router
 
 from django_cachekit.core import protocol
-from django_cachekit.invalidation import buffers, hook, modeltags, rowupdate
+from django_cachekit.invalidation import buffers, keyed, modeltags, rowupdate
 from django_cachekit.orm import replicas
 from django_cachekit.orm.managers import CachedManager
 from django_cachekit.schema import meta
@@ -55,7 +55,7 @@ class CachedModelMixin(models.Model):
             if plan.marks:
                 buffers.mark_soon(connection, plan.marks)
             try:
-                with hook.covering(plan.covered):
+                with keyed.covering(plan.covered):
                     super().save_base(
                         raw=raw,
                         force_insert=force_insert,
@@ -65,7 +65,7 @@ class CachedModelMixin(models.Model):
                     )
             except BaseException:
                 if plan.covered is not None:  # the UPDATE may have run: its values go unreported
-                    modeltags.keyed_unknown(self, using)
+                    keyed.unknown(self, using)
                 raise
             modeltags.after_save(self, connection, plan, update_fields)
 

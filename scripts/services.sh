@@ -30,6 +30,14 @@ if [[ -f "$pg_hba" ]] && ! as_root grep -Eq '^host[[:space:]]+replication[[:spac
     echo "host replication all 127.0.0.1/32 trust" | as_root tee -a "$pg_hba" >/dev/null
     psql -h 127.0.0.1 -U postgres -d postgres -Atqc "SELECT pg_reload_conf()" >/dev/null
 fi
+# Test environments run side by side (scripts/test.sh) each copy the server with pg_basebackup while the
+# others write: the WAL a copy starts from must outlive their checkpoints, or the copy fails with
+# "requested WAL segment ... has already been removed".
+if [[ "$(psql -h 127.0.0.1 -U postgres -d postgres -Atqc "SHOW wal_keep_size")" == "0" ]]; then
+    log "Keeping 512 MB of WAL for the standbys of parallel test environments"
+    psql -h 127.0.0.1 -U postgres -d postgres -Atqc "ALTER SYSTEM SET wal_keep_size = '512MB'" >/dev/null
+    psql -h 127.0.0.1 -U postgres -d postgres -Atqc "SELECT pg_reload_conf()" >/dev/null
+fi
 
 if ! port_open 6379; then
     log "Starting Redis"

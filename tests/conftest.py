@@ -1,13 +1,27 @@
-import os
-
 import pytest
 from django.core.cache import caches
 
 from django_cachekit.metrics import counters as metrics
+from tests.settings import CACHE, DB  # the combination is read there, once
 
-CACHE = os.environ.get("CACHEKIT_TEST_CACHE", "locmem")
-DB = os.environ.get("CACHEKIT_TEST_DB", "sqlite")
 REDIS_CACHES = ("django-redis", "redis")
+
+
+def _delete_instead_of_truncate(self, style, tables, *, reset_sequences=False, allow_cascade=False):
+    """After every transactional test pytest-django empties the database with Django's flush: on PostgreSQL
+    one TRUNCATE of every table, about 130 ms for this app's 22 (new files for each table and index) where
+    DELETE takes 5 ms. Django's foreign keys are DEFERRABLE INITIALLY DEFERRED and the flush runs in one
+    transaction, so the order of the DELETEs does not matter."""
+    if reset_sequences or allow_cascade:
+        return _truncate(self, style, tables, reset_sequences=reset_sequences, allow_cascade=allow_cascade)
+    return [f"{style.SQL_KEYWORD('DELETE FROM')} {style.SQL_FIELD(self.quote_name(table))};" for table in tables]
+
+
+if DB == "postgres":
+    from django.db.backends.postgresql.operations import DatabaseOperations
+
+    _truncate = DatabaseOperations.sql_flush
+    DatabaseOperations.sql_flush = _delete_instead_of_truncate
 
 
 @pytest.fixture(autouse=True)

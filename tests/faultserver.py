@@ -41,6 +41,7 @@ from django.conf import settings
 from django.test.utils import override_settings
 
 from django_cachekit.core import protocol as core
+from tests.settings import CACHE
 
 ALIAS = "faulty"
 HOST = "127.0.0.1"
@@ -55,7 +56,7 @@ def free_port() -> int:
 
 def cache_config(location: str) -> dict[str, Any]:
     """The cache alias for ``location`` under the suite's ``CACHEKIT_TEST_CACHE``, without socket timeouts."""
-    if os.environ.get("CACHEKIT_TEST_CACHE") == "django-redis":
+    if CACHE == "django-redis":
         return {
             "BACKEND": "django_redis.cache.RedisCache",
             "LOCATION": location,

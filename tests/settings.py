@@ -1,15 +1,27 @@
-"""Test settings. The cache and database come from the environment:
+"""Test settings. The cache and database come from the environment, read here only
+(tests/conftest.py and the tests import CACHE and DB from this module):
 
 CACHEKIT_TEST_CACHE: locmem | django-redis | redis | memcached
 CACHEKIT_TEST_DB:    sqlite | postgres
+
+tox sets both from the environment's factors (tox.ini), with the servers' places:
+CACHEKIT_TEST_REDIS_URL is the Redis server (default redis://127.0.0.1:6379/1) and
+CACHEKIT_TEST_REDIS_DB, when set, replaces its database number; CACHEKIT_TEST_MEMCACHED
+is the Memcached server (tests/memcachedserver.py starts a private one);
+CACHEKIT_TEST_PGNAME is the PostgreSQL test database.
 """
 
 import os
+import urllib.parse
 from typing import Any
 
 CACHE = os.environ.get("CACHEKIT_TEST_CACHE", "locmem")
 DB = os.environ.get("CACHEKIT_TEST_DB", "sqlite")
 REDIS_URL = os.environ.get("CACHEKIT_TEST_REDIS_URL", "redis://127.0.0.1:6379/1")
+if os.environ.get("CACHEKIT_TEST_REDIS_DB"):  # one database per tox environment: their flushes never meet
+    REDIS_URL = urllib.parse.urlunsplit(
+        urllib.parse.urlsplit(REDIS_URL)._replace(path=f"/{int(os.environ['CACHEKIT_TEST_REDIS_DB'])}")
+    )
 MEMCACHED = os.environ.get("CACHEKIT_TEST_MEMCACHED", "127.0.0.1:11211")
 RUN_ID = os.environ.get("CACHEKIT_TEST_RUN", str(os.getpid()))
 

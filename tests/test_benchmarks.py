@@ -3,7 +3,8 @@
 No timing is asserted (the figures come from real runs, see README): these tests
 only keep the scripts from rotting. They start PostgreSQL and Redis clients in
 subprocesses and, for the peers, virtualenvs under .venv-peers/ (built once,
-then reused), so they run on one combination per Python only.
+then reused), so they are marked ``slow`` and run once per run, in tox's ``slow``
+environment (django-redis + postgres), not once per Python and combination.
 """
 
 import json
@@ -19,11 +20,14 @@ from tests.conftest import CACHE, DB
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 600  # seconds: a hung server must fail the test, not the CI run
 
-pytestmark = pytest.mark.skipif(
-    (CACHE, DB) != ("django-redis", "postgres"),
-    reason="the benchmark scripts use their own Redis databases and PostgreSQL: run once per Python, "
-    "on the django-redis + postgres combination",
-)
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        (CACHE, DB) != ("django-redis", "postgres"),
+        reason="the benchmark scripts use their own Redis databases and PostgreSQL: run once, "
+        "in tox's slow environment (django-redis + postgres)",
+    ),
+]
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:

@@ -18,6 +18,7 @@ from django_cachekit.core import protocol as core
 from tests.conftest import CACHE, REDIS_CACHES
 from tests.factories import ArticleFactory
 from tests.testapp.models import Article
+from tests.waiting import wait_until
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -128,7 +129,8 @@ def test_invalidations_lost_while_paused_are_delivered_before_the_cache_is_trust
         assert core.runtime().lost_invalidations
     finally:
         flaky.resume()
-    time.sleep(1.2)  # the cooldown passes; the next call is the probe
+    breaker = core.runtime().breaker  # the cooldown (1 s, see flaky) passes; the next call is the probe
+    wait_until(lambda: breaker.opened_at is None or time.monotonic() - breaker.opened_at > 1, 5, "no cooldown")
     with queries(1):  # the entry from before the pause is never served
         fresh = Article.objects.cache().get(pk=article.pk)
     assert (fresh.title, fresh.views) == ("during", 5)
@@ -145,7 +147,8 @@ def test_cache_comes_back_empty_after_restart(queries, flaky):
     article.title = "during"
     article.save()
     flaky.start()
-    time.sleep(1.2)
+    breaker = core.runtime().breaker
+    wait_until(lambda: breaker.opened_at is None or time.monotonic() - breaker.opened_at > 1, 5, "no cooldown")
     with queries(1):
         assert Article.objects.cache().get(pk=article.pk).title == "during"
     with queries(0):

@@ -49,6 +49,7 @@ from tests.conftest import CACHE, REDIS_CACHES
 from tests.factories import ArticleFactory, TagFactory
 from tests.faultserver import cache_on, dead_location, running
 from tests.testapp.models import Article, Tag
+from tests.waiting import wait_until
 
 # Being written at the same time as these tests: fail with a clear message instead of an ImportError.
 InvalidationUnavailable = getattr(django_cachekit, "InvalidationUnavailable", None)
@@ -411,7 +412,11 @@ def test_garbage_everywhere_then_saves_are_seen_by_every_process(server, spawn):
             ledger.read("parent list", lambda: list_views(pks))
             time.sleep(0.1)
         last_save = time.monotonic()
-        time.sleep(0.5)
+        wait_until(
+            lambda: sum(e["kind"] == "list" and e["t0"] > last_save for e in child.events) >= 2,
+            10,
+            "the child did not read twice after the last save",
+        )
         child.finish()
         ledger.add_child(child)
         assert len(ledger.reads_after(last_save)) >= 2, "the child did not read after the last save"
@@ -550,7 +555,8 @@ def test_an_old_snapshot_is_not_served_to_another_process(server, spawn):
         pks = warm(articles)
         child = spawn(server.url, pks=pks)
         child.wait_ready()
-        time.sleep(0.3)  # the child caches the old rows too
+        # The child caches the old rows too.
+        wait_until(lambda: sum(e["kind"] == "list" for e in child.events) >= 2, 10, "the child read once only")
         server.snapshot()
         ledger.note("snapshot")
         for views in (1, 2):
@@ -568,7 +574,11 @@ def test_an_old_snapshot_is_not_served_to_another_process(server, spawn):
             ledger.read("parent get", lambda: get_views(pks[0]))
             ledger.read("parent list", lambda: list_views(pks))
             time.sleep(0.1)
-        time.sleep(1)
+        wait_until(
+            lambda: sum(e["kind"] == "list" and e["t0"] > back for e in child.events) >= 2,
+            10,
+            "the child did not read twice after the restart",
+        )
         child.finish()
         ledger.add_child(child)
         assert len(ledger.reads_after(back)) >= 4, "the child did not read after the restart"
@@ -716,7 +726,12 @@ def test_after_the_cooldown_one_request_probes_a_hung_cache(server):
                 assert finished, "a get on the hung server did not return in 2 s"
                 assert not isinstance(result, Exception), result
             assert core.runtime().breaker.is_open, "the breaker did not open in 8 s"
-            time.sleep(conf.BREAKER_COOLDOWN + 0.2)
+            breaker = core.runtime().breaker
+            wait_until(
+                lambda: breaker.opened_at is None or time.monotonic() - breaker.opened_at > conf.BREAKER_COOLDOWN,
+                conf.BREAKER_COOLDOWN + 5,
+                "the cooldown did not pass",
+            )
             barrier = threading.Barrier(6)
             took = {}
 
@@ -811,7 +826,7 @@ def test_a_full_cache_never_serves_what_a_save_replaced(policy, spawn):
         pks = warm(articles)
         child = spawn(server.url, pks=pks)
         child.wait_ready()
-        time.sleep(0.3)
+        wait_until(lambda: sum(e["kind"] == "list" for e in child.events) >= 2, 10, "the child read once only")
         fill(server.client(), policy)
         ledger.note("full")
         for views in range(1, 5):
@@ -821,7 +836,11 @@ def test_a_full_cache_never_serves_what_a_save_replaced(policy, spawn):
             ledger.read("parent list", lambda: list_views(pks))
             time.sleep(0.15)
         last_save = time.monotonic()
-        time.sleep(0.7)
+        wait_until(
+            lambda: sum(e["kind"] == "list" and e["t0"] > last_save for e in child.events) >= 2,
+            10,
+            "the child did not read twice after the last save",
+        )
         child.finish()
         ledger.add_child(child)
         assert len(ledger.reads_after(last_save)) >= 2, "the child did not read after the last save"
@@ -873,7 +892,17 @@ def test_flushall_and_an_empty_restart_while_saving(server, spawn):
             back = time.monotonic()
             ledger.note("restart")
             wait_for_hit(lambda: get_views(quiet.pk), within=5, expect={quiet.pk: 0})
-            time.sleep(1)
+            wait_until(
+                lambda: (
+                    any(
+                        e["kind"] == "get" and str(quiet.pk) in e["views"] and e["t0"] > back and e["q"] == 0
+                        for e in child.events
+                    )
+                    and sum(e["kind"] == "list" and e["t0"] > back for e in child.events) >= 2
+                ),
+                5,
+                "the child had no hit after the restart",
+            )
         finally:
             stop.set()
             thread.join(10)

@@ -8,7 +8,6 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -28,6 +27,7 @@ from django_cachekit.metrics import totals
 from tests.conftest import CACHE, needs_redis
 from tests.factories import ArticleFactory, AuthorFactory
 from tests.testapp.models import Article, Author
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -248,11 +248,12 @@ def test_counting_adds_no_round_trip_to_a_hit(monkeypatch, queries):
             seen[enabled] = list(calls)
             monkeypatch.undo()
             if enabled:
-                deadline = time.monotonic() + 30
-                while time.monotonic() < deadline and metrics.pending()[1]:
+
+                def flushed():
                     totals.wake()
-                    time.sleep(0.01)
-                assert metrics.pending()[1] == {}, "the background thread flushed nothing"
+                    return metrics.pending()[1] == {}
+
+                wait_until(flushed, 30, "the background thread flushed nothing")
     assert seen[True] == seen[False]
     assert len(seen[True]) == 50  # one round trip per hit
     with cachekit(METRICS_FLUSH_INTERVAL=0.001):

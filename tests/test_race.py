@@ -170,7 +170,7 @@ def test_insert_flushed_after_a_later_update(monkeypatch, queries):
     assert Article.objects.cache().get(pk=obj.pk).title == "updated"
 
 
-@pytest.mark.slow
+@pytest.mark.soak
 @pytest.mark.skipif(CACHE not in REDIS_CACHES, reason="the soak runs on Redis")
 def test_soak_writers_and_readers():
     """4 writer and 8 reader threads for 10 s; then every cached read equals the database."""

@@ -264,7 +264,7 @@ def test_race_of_writes_on_the_primary_and_cached_reads_through_the_standby(rout
 
 
 @needs_standby
-@pytest.mark.slow
+@pytest.mark.soak
 @pytest.mark.django_db(transaction=True, databases=["default", "standby"])
 def test_soak_of_writes_on_the_primary_and_cached_reads_through_the_standby(routed):
     _race(routed, seconds=10, writers=2, readers=6)

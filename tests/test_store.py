@@ -8,7 +8,6 @@ store does.
 import gc
 import os
 import threading
-import time
 
 import pytest
 
@@ -16,6 +15,7 @@ from django_cachekit.core import protocol as core
 from django_cachekit.stores import get_store
 from django_cachekit.stores.base import Expect, Write
 from tests.conftest import CACHE, REDIS_CACHES, needs_redis
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.django_db
 
@@ -311,10 +311,7 @@ def test_a_threads_connection_closes_when_the_thread_ends(store):
             listing = listing.decode()
         return f"id={found['id']} " in listing
 
-    deadline = time.monotonic() + 5
-    while connected() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert not connected()
+    wait_until(lambda: not connected(), 5, "the collected thread's connection is still open")
 
 
 @needs_redis

@@ -152,15 +152,13 @@ def usable(frag: Fragment) -> bool:
 def fetch_many(frags: Sequence[Fragment]) -> dict[str, flow.Read]:
     """The reads of several fragments (entries and their tags' versions) in one round trip.
 
-    Fragments that may not be read now are left out; pass each result to
-    ``render(found=...)``.
+    A fragment that may not be read now gets a read that misses and stores
+    nothing; pass each result to ``render(found=...)``.
     """
-    wanted = {f.key: f for f in frags if usable(f)}
-    if not wanted:
+    if not frags:
         return {}
-    namespace = next(iter(wanted.values())).namespace
-    reads = flow.begin_many([(f.key, f.tags) for f in wanted.values()], namespace, guarded=True)
-    return dict(zip(wanted, reads))
+    reads = flow.begin_many([(f.key, f.tags) for f in frags], frags[0].namespace)
+    return {f.key: read for f, read in zip(frags, reads)}
 
 
 def render(frag: Fragment, render_fn: Callable[[], str], timeout: Any = DEFAULT, found: flow.Read | None = None) -> str:

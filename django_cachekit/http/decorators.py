@@ -455,7 +455,9 @@ def cache_response(
             entry_tags = tuple(dict.fromkeys([*fixed, *_call_tags(user_tags, request, args, kwargs), keys.GLOBAL_TAG]))
             if not flow.usable(entry_tags):
                 return (yield)
-            entry = flow.begin(entry_key(request), entry_tags, name)
+            # Checked above (a transaction that wrote one of its tags runs the view untouched) and
+            # below (whether the response may be stored): not again by the flow.
+            entry = flow.begin(entry_key(request), entry_tags, name, guarded=False)
             hit, payload = entry.hit, entry.value
             if hit:
                 try:

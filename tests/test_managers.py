@@ -9,7 +9,7 @@ from django.db.models import Count, Max, Prefetch, Sum
 from django_cachekit import invalidate_tags
 from django_cachekit.metrics import counters as metrics
 from tests.factories import ArticleFactory, AuthorFactory, CommentFactory, TagFactory
-from tests.testapp.models import Article, Author, Comment, PublishedManagerArticle, Tag
+from tests.testapp.models import Article, Author, Comment, CustomManagerArticle, PublishedManagerArticle, Tag
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -241,6 +241,20 @@ def test_proxy_model_shares_object_entries(queries, data):
     with queries(0):
         proxied = PublishedManagerArticle.objects.cache().get(pk=article.pk)
     assert type(proxied) is PublishedManagerArticle and proxied.title == "a0"
+
+
+def test_custom_manager_and_queryset_from_queryset(queries, data):
+    articles = CustomManagerArticle.objects
+    assert twice(queries, lambda: [a.title for a in articles.cache().titled("a").order_by("id")]) == [
+        f"a{i}" for i in range(5)
+    ]
+    assert twice(queries, lambda: articles.titled("a").cache().filter(views__lt=2).count()) == 2
+    assert twice(queries, lambda: sorted(a.views for a in articles.popular().cache())) == [3, 4]
+    got = twice(queries, lambda: articles.cache().get(pk=data[1][0].pk))
+    assert type(got) is CustomManagerArticle
+    Article.objects.filter(pk=data[1][4].pk).update(views=0)
+    with queries(1):
+        assert sorted(a.views for a in articles.popular().cache()) == [3]
 
 
 @pytest.mark.django_db(transaction=True, databases=["default", "replica"])

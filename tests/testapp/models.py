@@ -2,7 +2,7 @@
 
 from django.db import models
 
-from django_cachekit.models import CachedModelMixin
+from django_cachekit.models import CachedManager, CachedModelMixin, CachedQuerySet
 
 
 class Author(CachedModelMixin, models.Model):
@@ -99,6 +99,25 @@ class Restaurant(Place):
 
 
 class PublishedManagerArticle(Article):
+    class Meta:
+        proxy = True
+
+
+class ArticleQuerySet(CachedQuerySet):
+    """A project's own queryset methods, on a cached queryset (the README's Models section)."""
+
+    def titled(self, prefix: str) -> "ArticleQuerySet":
+        return self.filter(title__startswith=prefix)
+
+
+class ArticleManager(CachedManager.from_queryset(ArticleQuerySet)):  # type: ignore[misc]
+    def popular(self) -> ArticleQuerySet:
+        return self.get_queryset().filter(views__gte=3)
+
+
+class CustomManagerArticle(Article):
+    objects = ArticleManager()
+
     class Meta:
         proxy = True
 

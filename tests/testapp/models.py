@@ -1,5 +1,7 @@
 """Models covering every relation the cache must follow."""
 
+from typing import Any, ClassVar
+
 from django.db import models
 
 from django_cachekit.models import CachedManager, CachedModelMixin, CachedQuerySet
@@ -103,20 +105,20 @@ class PublishedManagerArticle(Article):
         proxy = True
 
 
-class ArticleQuerySet(CachedQuerySet):
+class ArticleQuerySet(CachedQuerySet[Any]):
     """A project's own queryset methods, on a cached queryset (the README's Models section)."""
 
-    def titled(self, prefix: str) -> "ArticleQuerySet":
+    def titled(self, prefix: str) -> Any:
         return self.filter(title__startswith=prefix)
 
 
 class ArticleManager(CachedManager.from_queryset(ArticleQuerySet)):  # type: ignore[misc]
-    def popular(self) -> ArticleQuerySet:
+    def popular(self) -> Any:
         return self.get_queryset().filter(views__gte=3)
 
 
 class CustomManagerArticle(Article):
-    objects = ArticleManager()
+    objects: ClassVar[Any] = ArticleManager()
 
     class Meta:
         proxy = True

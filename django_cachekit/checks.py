@@ -66,9 +66,23 @@ def check_models(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) 
     )
     for model in models:
         try:
-            parse_cache_meta(model)
+            options = parse_cache_meta(model)
         except CacheMetaError as exc:
             errors.append(Error(str(exc), hint=exc.hint, obj=model, id=exc.check_id))
+            continue
+        for name in options.touch:
+            parent = model._meta.get_field(name).related_model
+            if isinstance(parent, type) and not is_cached_model(parent):
+                label = model._meta.label
+                errors.append(
+                    Warning(
+                        f"{label}.CacheMeta.touch names {name!r}, whose model {parent._meta.label} does not use "
+                        "CachedModelMixin: it has no cache_version for the touch to change.",
+                        hint=f"Add CachedModelMixin to {parent._meta.label}, or remove {name!r} from touch.",
+                        obj=model,
+                        id="django_cachekit.W003",
+                    )
+                )
     return errors
 
 

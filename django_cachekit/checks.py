@@ -8,6 +8,7 @@ from typing import Any
 from django.apps import AppConfig
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
+from django.db import models
 
 from django_cachekit.core.settings import DEFAULTS, SETTINGS
 
@@ -59,12 +60,12 @@ def check_models(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) 
     from django_cachekit.schema.meta import CacheMetaError, cached_models, is_cached_model, parse_cache_meta
 
     errors: list[CheckMessage] = []
-    models: Iterable[Any] = (
+    found: Iterable[Any] = (
         cached_models()
         if app_configs is None
         else [m for config in app_configs for m in config.get_models() if is_cached_model(m)]
     )
-    for model in models:
+    for model in found:
         try:
             options = parse_cache_meta(model)
         except CacheMetaError as exc:
@@ -72,7 +73,7 @@ def check_models(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) 
             continue
         for name in options.touch:
             parent = model._meta.get_field(name).related_model
-            if isinstance(parent, type) and not is_cached_model(parent):
+            if isinstance(parent, type) and issubclass(parent, models.Model) and not is_cached_model(parent):
                 label = model._meta.label
                 errors.append(
                     Warning(

@@ -268,7 +268,7 @@ def test_the_apps_migrations_match_its_models():
 
 ROOT = Path(__file__).resolve().parent.parent
 
-BROKEN_MODELS = '''
+BROKEN_MODELS = """
 from django.db import models
 
 from django_cachekit.core.settings import SETTINGS, conf
@@ -299,7 +299,7 @@ class Odd(CachedModelMixin, models.Model):
 
 class Flat(CachedModelMixin, models.Model):
     CacheMeta = {"timeout": 5}
-'''
+"""
 
 SETUP = """
 import sys
@@ -358,7 +358,9 @@ def test_a_bad_cache_meta_in_an_installed_app_is_reported_by_check_not_raised_by
         ("Odd", "E023", "'timout'"),
         ("Flat", "E028", "{'timeout': 5}"),
     ]:
-        line = next(line for line in done.stderr.splitlines() if f"brokenapp.{label}: (django_cachekit.{check_id})" in line)
+        line = next(
+            line for line in done.stderr.splitlines() if f"brokenapp.{label}: (django_cachekit.{check_id})" in line
+        )
         assert shown in line
     assert "SystemCheckError" in done.stderr
 

@@ -24,7 +24,9 @@ class StartUpTests(SimpleTestCase):
     def test_a_redis_cache_is_named_without_its_password(self):
         with override_settings(CACHES=REDIS):
             line = cache_line()
-        self.assertEqual(line, "django-cachekit: cache 'default' is django_redis.cache.RedisCache at redis://:***@127.0.0.1:6379/0.")
+        self.assertEqual(
+            line, "django-cachekit: cache 'default' is django_redis.cache.RedisCache at redis://:***@127.0.0.1:6379/0."
+        )
 
     def test_runserver_prints_the_line_once_in_the_serving_process(self):
         config = apps.get_app_config("example_config")
@@ -38,7 +40,11 @@ class StartUpTests(SimpleTestCase):
             if run_main:
                 env["RUN_MAIN"] = run_main
             out = io.StringIO()
-            with mock.patch.object(sys, "argv", argv), mock.patch.dict(os.environ, env, clear=True), redirect_stdout(out):
+            with (
+                mock.patch.object(sys, "argv", argv),
+                mock.patch.dict(os.environ, env, clear=True),
+                redirect_stdout(out),
+            ):
                 config.ready()
             self.assertEqual(out.getvalue() == cache_line() + "\n", printed, (argv, run_main))
             self.assertEqual(bool(out.getvalue()), printed, (argv, run_main))

@@ -463,3 +463,16 @@ def test_a_bad_timeout_does_not_fail_a_request(queries):
             assert list(Author.objects.cache().filter(pk=author.pk)) == [author]
         with queries(0):
             assert list(Author.objects.cache().filter(pk=author.pk)) == [author]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_cache_alias_not_in_caches_falls_back_to_the_default_cache(queries, caplog):
+    author = AuthorFactory()
+    caches["default"].clear()
+    with caplog.at_level("ERROR", logger="django_cachekit"), override_settings(CACHEKIT={"CACHE_ALIAS": "nope"}):
+        with queries(1):
+            assert Author.objects.cache().get(pk=author.pk) == author
+        with queries(0):
+            assert Author.objects.cache().get(pk=author.pk) == author
+    logged = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(logged) == 1 and "'nope'" in logged[0] and "django_cachekit.E002" in logged[0]

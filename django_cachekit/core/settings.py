@@ -128,6 +128,14 @@ def _read() -> dict[str, Any]:
                 setting.check_id,
             )
             values[name] = setting.default
+    if values["CACHE_ALIAS"] not in getattr(settings, "CACHES", {}):
+        logger.error(
+            "django-cachekit: CACHEKIT['CACHE_ALIAS'] is %r, which is not in CACHES; using %r "
+            "(manage.py check: django_cachekit.E002).",
+            values["CACHE_ALIAS"],
+            DEFAULTS["CACHE_ALIAS"],
+        )
+        values["CACHE_ALIAS"] = DEFAULTS["CACHE_ALIAS"]
     return values
 
 

@@ -155,6 +155,9 @@ else:
     }
 
 CACHEKIT = {"CACHE_ALIAS": "default", "TIMEOUT": 600}
+if TESTING and not REDIS_URL:
+    # The test runner turns DEBUG off, and the tests run in one process: LocMem is right for them.
+    SILENCED_SYSTEM_CHECKS = ["django_cachekit.W002"]
 
 # Sessions read from the cache (written through to the database): the dashboard's
 # revalidation reads the session and runs no SQL.

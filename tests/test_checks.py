@@ -82,6 +82,7 @@ def test_checks_run_through_django():
         ({"tags": "author:{author_id}"}, "django_cachekit.E021", "'author:{author_id}'"),
         ({"tags": ("owner:{owner}",)}, "django_cachekit.E021", "'owner'"),
         ({"tags": ("bad:{",)}, "django_cachekit.E021", "'bad:{'"),
+        ({"tags": ("bad:{name!x}",)}, "django_cachekit.E021", "'!x'"),
         ({"touch": ("name",)}, "django_cachekit.E022", "'name'"),
         ({"touch": ("nothing",)}, "django_cachekit.E022", "'nothing'"),
         ({"warm": 5}, "django_cachekit.E024", "5"),

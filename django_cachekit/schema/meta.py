@@ -116,12 +116,20 @@ def parse_cache_meta(model: type[models.Model]) -> CacheOptions:
     watched: list[str] = []
     for template in tags:
         try:
-            names = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+            parsed = [(name, conversion) for _, name, _, conversion in string.Formatter().parse(template)]
         except ValueError as exc:
             raise CacheMetaError(
                 f"{label}.CacheMeta.tags has a malformed format string {template!r}: {exc}.",
                 "django_cachekit.E021",
             ) from None
+        names = [name for name, _ in parsed if name is not None]
+        bad = [conversion for _, conversion in parsed if conversion not in (None, "r", "s", "a")]
+        if bad:
+            raise CacheMetaError(
+                f"{label}.CacheMeta.tags has the conversion {'!' + str(bad[0])!r} in {template!r}; "
+                "only !r, !s and !a exist.",
+                "django_cachekit.E021",
+            )
         for name in names:
             if name not in attnames:
                 raise CacheMetaError(

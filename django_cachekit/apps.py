@@ -14,7 +14,7 @@ class CachekitConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from django_cachekit import metrics
+        from django_cachekit import checks, metrics  # noqa: F401  (importing checks registers them)
         from django_cachekit.core import flow, protocol
         from django_cachekit.invalidation import buffers, hook, outbox
         from django_cachekit.orm import queries

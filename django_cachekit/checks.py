@@ -8,6 +8,7 @@ from typing import Any
 from django.apps import AppConfig
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
+from django.db import models
 
 from django_cachekit.core.settings import DEFAULTS, SETTINGS
 
@@ -59,16 +60,30 @@ def check_models(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) 
     from django_cachekit.schema.meta import CacheMetaError, cached_models, is_cached_model, parse_cache_meta
 
     errors: list[CheckMessage] = []
-    models: Iterable[Any] = (
+    found: Iterable[Any] = (
         cached_models()
         if app_configs is None
         else [m for config in app_configs for m in config.get_models() if is_cached_model(m)]
     )
-    for model in models:
+    for model in found:
         try:
-            parse_cache_meta(model)
+            options = parse_cache_meta(model)
         except CacheMetaError as exc:
             errors.append(Error(str(exc), hint=exc.hint, obj=model, id=exc.check_id))
+            continue
+        for name in options.touch:
+            parent = model._meta.get_field(name).related_model
+            if isinstance(parent, type) and issubclass(parent, models.Model) and not is_cached_model(parent):
+                label = model._meta.label
+                errors.append(
+                    Warning(
+                        f"{label}.CacheMeta.touch names {name!r}, whose model {parent._meta.label} does not use "
+                        "CachedModelMixin: it has no cache_version for the touch to change.",
+                        hint=f"Add CachedModelMixin to {parent._meta.label}, or remove {name!r} from touch.",
+                        obj=model,
+                        id="django_cachekit.W003",
+                    )
+                )
     return errors
 
 

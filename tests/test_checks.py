@@ -1,6 +1,9 @@
 """System checks name the bad value and carry a stable id and a hint."""
 
 import io
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from django.apps import apps
@@ -13,10 +16,11 @@ from django.db import models
 from django.test.utils import isolate_apps, override_settings
 
 from django_cachekit.checks import check_cache_backend, check_models, check_settings
+from django_cachekit.core.settings import SETTINGS, conf
 from django_cachekit.models import CachedModelMixin
 from django_cachekit.schema import meta
 from tests.factories import AuthorFactory
-from tests.testapp.models import Author
+from tests.testapp.models import Author, Plain
 
 
 def ids(messages):
@@ -78,6 +82,7 @@ def test_checks_run_through_django():
         ({"tags": "author:{author_id}"}, "django_cachekit.E021", "'author:{author_id}'"),
         ({"tags": ("owner:{owner}",)}, "django_cachekit.E021", "'owner'"),
         ({"tags": ("bad:{",)}, "django_cachekit.E021", "'bad:{'"),
+        ({"tags": ("bad:{name!x}",)}, "django_cachekit.E021", "'!x'"),
         ({"touch": ("name",)}, "django_cachekit.E022", "'name'"),
         ({"touch": ("nothing",)}, "django_cachekit.E022", "'nothing'"),
         ({"warm": 5}, "django_cachekit.E024", "5"),
@@ -258,3 +263,218 @@ def test_the_apps_migrations_match_its_models():
     from django.core.management import call_command
 
     call_command("makemigrations", "django_cachekit", "--check", "--dry-run", verbosity=0)  # exits 1 if not
+
+
+# -- registered at start-up; a bad CacheMeta is the model's problem, not django.setup()'s ----------
+
+ROOT = Path(__file__).resolve().parent.parent
+
+BROKEN_MODELS = """
+from django.db import models
+
+from django_cachekit.core.settings import SETTINGS, conf
+from django_cachekit.models import CachedModelMixin
+
+
+class Late(CachedModelMixin, models.Model):
+    class CacheMeta:
+        timeout = "soon"
+
+
+class Loose(CachedModelMixin, models.Model):
+    class CacheMeta:
+        tags = (5,)
+
+
+class Touchy(CachedModelMixin, models.Model):
+    name = models.CharField(max_length=5)
+
+    class CacheMeta:
+        touch = ("name",)
+
+
+class Odd(CachedModelMixin, models.Model):
+    class CacheMeta:
+        timout = 5
+
+
+class Flat(CachedModelMixin, models.Model):
+    CacheMeta = {"timeout": 5}
+"""
+
+SETUP = """
+import sys
+
+sys.path[:0] = [{app_dir!r}, {root!r}]
+from django.conf import settings
+
+settings.configure(
+    DEBUG=True,
+    INSTALLED_APPS=["django_cachekit", "brokenapp"],
+    DATABASES={{"default": {{"ENGINE": "django.db.backends.sqlite3", "NAME": {db!r}}}}},
+    CACHES={{"default": {{"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}}},
+    DEFAULT_AUTO_FIELD="django.db.models.BigAutoField",
+)
+import django
+
+django.setup()
+{then}
+"""
+
+
+def run_setup(tmp_path, then, models_text=""):
+    app = tmp_path / "apps" / "brokenapp"
+    app.mkdir(parents=True, exist_ok=True)
+    (app / "__init__.py").write_text("")
+    (app / "models.py").write_text(models_text)
+    script = tmp_path / "run.py"
+    db = str(tmp_path / "db.sqlite3")
+    script.write_text(SETUP.format(app_dir=str(app.parent), root=str(ROOT), db=db, then=then))
+    return subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+
+
+def test_the_apps_ready_registers_the_checks(tmp_path):
+    done = run_setup(
+        tmp_path,
+        "from django.core.checks.registry import registry\n"
+        "print(*(c.__name__ for c in registry.get_checks() if c.__module__ == 'django_cachekit.checks'))",
+    )
+    assert done.returncode == 0, done.stderr
+    registered = set(done.stdout.split())
+    assert registered >= {"check_cache_backend", "check_models", "check_replicas", "check_settings"}
+
+
+def test_a_bad_cache_meta_in_an_installed_app_is_reported_by_check_not_raised_by_setup(tmp_path):
+    done = run_setup(
+        tmp_path,
+        "from django.core.management import execute_from_command_line\n"
+        "execute_from_command_line(['manage.py', 'check'])",
+        BROKEN_MODELS,
+    )
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    for label, check_id, shown in [
+        ("Late", "E020", "'soon'"),
+        ("Loose", "E021", "(5,)"),
+        ("Touchy", "E022", "'name'"),
+        ("Odd", "E023", "'timout'"),
+        ("Flat", "E028", "{'timeout': 5}"),
+    ]:
+        line = next(
+            line for line in done.stderr.splitlines() if f"brokenapp.{label}: (django_cachekit.{check_id})" in line
+        )
+        assert shown in line
+    assert "SystemCheckError" in done.stderr
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_model_with_a_bad_cache_meta_is_read_uncached_with_one_logged_error(monkeypatch, queries, caplog):
+    from django_cachekit.apps import connect_model
+
+    author = AuthorFactory()
+    monkeypatch.setattr(Author, "CacheMeta", type("CacheMeta", (), {"timeout": "soon"}))
+    meta.clear()
+    try:
+        with caplog.at_level("ERROR", logger="django_cachekit"):
+            connect_model(Author)
+            for _ in range(3):
+                with queries(1):
+                    assert Author.objects.cache().get(pk=author.pk) == author
+        logged = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+        assert len(logged) == 1
+        assert "'soon'" in logged[0] and "read uncached" in logged[0] and "django_cachekit.E020" in logged[0]
+    finally:
+        monkeypatch.undo()
+        meta.clear()
+    Author.objects.cache().get(pk=author.pk)
+    with queries(0):
+        Author.objects.cache().get(pk=author.pk)
+
+
+# -- touch naming a model without the mixin ---------------------------------------------------------
+
+
+@isolate_apps("tests.testapp")
+def test_touch_naming_a_model_without_the_mixin_is_a_warning():
+    def model(name, parent):
+        return type(
+            name,
+            (CachedModelMixin, models.Model),
+            {
+                "__module__": "tests.testapp.models",
+                "parent": models.ForeignKey(parent, on_delete=models.CASCADE),
+                "CacheMeta": type("CacheMeta", (), {"touch": ("parent",)}),
+            },
+        )
+
+    uncached = model("TouchesPlain", Plain)
+    cached = model("TouchesAuthor", Author)
+    messages = check_models([uncached._meta.apps.get_app_config("testapp")])
+    assert ids([m for m in messages if m.obj is uncached]) == ["django_cachekit.W003"]
+    found = next(m for m in messages if m.obj is uncached)
+    assert isinstance(found, checks.Warning)
+    assert "'parent'" in found.msg and "testapp.Plain" in found.msg and "CachedModelMixin" in found.hint
+    assert [m for m in messages if m.obj is cached] == []
+
+
+# -- every setting: an Error from the checks, its default at runtime -------------------------------
+
+BAD_VALUES = {"TIMEOUT": "abc", "CACHE_ALIAS": 3, "KEY_PREFIX": "has space", "ENABLED": "yes", "VERSION": 1.5}
+CHECKED = [name for name, setting in SETTINGS.items() if setting.check_id]
+
+
+def bad_value(name):
+    return BAD_VALUES.get(name, ["bad"])  # a list is no valid value of any checked setting
+
+
+@pytest.mark.parametrize("name", CHECKED)
+def test_every_setting_is_checked(name):
+    bad = bad_value(name)
+    with override_settings(CACHEKIT={name: bad}):
+        messages = check_settings()
+    assert ids(messages) == [SETTINGS[name].check_id]
+    assert repr(name) in messages[0].msg and repr(bad) in messages[0].msg
+
+
+@pytest.mark.parametrize("name", CHECKED)
+def test_a_bad_setting_falls_back_to_its_default_with_one_logged_error(name, caplog):
+    with override_settings(CACHEKIT={}):
+        expected = getattr(conf, name)
+    bad = bad_value(name)
+    with caplog.at_level("ERROR", logger="django_cachekit"), override_settings(CACHEKIT={name: bad}):
+        assert getattr(conf, name) == expected
+        for other in CHECKED:
+            getattr(conf, other)
+    logged = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(logged) == 1
+    assert f"CACHEKIT[{name!r}]" in logged[0] and repr(bad) in logged[0] and SETTINGS[name].check_id in logged[0]
+
+
+def test_a_setting_that_is_not_a_dict_falls_back_to_the_defaults(caplog):
+    with caplog.at_level("ERROR", logger="django_cachekit"), override_settings(CACHEKIT=["TIMEOUT"]):
+        assert conf.TIMEOUT == SETTINGS["TIMEOUT"].default
+    assert any("['TIMEOUT']" in r.getMessage() and "E001" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_bad_timeout_does_not_fail_a_request(queries):
+    author = AuthorFactory()
+    caches["default"].clear()
+    with override_settings(CACHEKIT={**settings.CACHEKIT, "TIMEOUT": "abc"}):
+        with queries(1):
+            assert list(Author.objects.cache().filter(pk=author.pk)) == [author]
+        with queries(0):
+            assert list(Author.objects.cache().filter(pk=author.pk)) == [author]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_cache_alias_not_in_caches_falls_back_to_the_default_cache(queries, caplog):
+    author = AuthorFactory()
+    caches["default"].clear()
+    with caplog.at_level("ERROR", logger="django_cachekit"), override_settings(CACHEKIT={"CACHE_ALIAS": "nope"}):
+        with queries(1):
+            assert Author.objects.cache().get(pk=author.pk) == author
+        with queries(0):
+            assert Author.objects.cache().get(pk=author.pk) == author
+    logged = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(logged) == 1 and "'nope'" in logged[0] and "django_cachekit.E002" in logged[0]

@@ -50,10 +50,15 @@ def articles():
     return made
 
 
+LOCAL_WARNING = "lives inside this process: this command cannot read or change the entries of the server's processes"
+
+
 def command(name, *args, **options):
+    """stdout and stderr, without the warning that the tests' LocMem cache is process-local."""
     out, err = StringIO(), StringIO()
     call_command(name, *args, stdout=out, stderr=err, **options)
-    return out.getvalue(), err.getvalue()
+    kept = [line for line in err.getvalue().splitlines(keepends=True) if LOCAL_WARNING not in line]
+    return out.getvalue(), "".join(kept)
 
 
 def top_articles():
@@ -575,3 +580,78 @@ def test_process_inspect_and_invalidate(tmp_path, articles, queries):
         Article.objects.cache().get(pk=article.pk)
     done = run(tmp_path, "cachekit_inspect", "testapp.Article", "nope")
     assert done.returncode == 1 and "'nope' is not a valid primary key" in done.stderr
+
+
+# -- a process-local cache: every command says it cannot reach the server's entries ---------------
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["cachekit_warm"],
+        ["cachekit_invalidate", "--all"],
+        ["cachekit_inspect", "testapp.Article", "1"],
+    ],
+)
+def test_each_command_warns_on_stderr_when_the_cache_is_process_local(args):
+    out, err = StringIO(), StringIO()
+    call_command(*args, stdout=out, stderr=err)
+    warned = err.getvalue()
+    if CACHE == "locmem":
+        assert warned.count(LOCAL_WARNING) == 1
+        assert "django.core.cache.backends.locmem.LocMemCache" in warned and "'default'" in warned
+        assert "--cache ALIAS" in warned and "CACHEKIT['CACHE_ALIAS']" in warned
+    else:
+        assert LOCAL_WARNING not in warned
+    assert LOCAL_WARNING not in out.getvalue()
+
+
+def test_the_warning_names_the_alias_given_with_cache():
+    dummy = {"BACKEND": "django.core.cache.backends.dummy.DummyCache"}
+    with override_settings(CACHES={**settings.CACHES, "dummy": dummy}):
+        err = StringIO()
+        call_command("cachekit_invalidate", "--all", "--cache", "dummy", stdout=StringIO(), stderr=err)
+    assert "the cache 'dummy' is django.core.cache.backends.dummy.DummyCache" in err.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("backend", "local"),
+    [
+        ("django.core.cache.backends.locmem.LocMemCache", True),
+        ("django.core.cache.backends.dummy.DummyCache", True),
+        ("django.core.cache.backends.redis.RedisCache", False),
+        ("django_redis.cache.RedisCache", False),
+        ("django.core.cache.backends.memcached.PyMemcacheCache", False),
+    ],
+)
+def test_warn_if_process_local(backend, local):
+    from django_cachekit.management.base import warn_if_process_local
+
+    with override_settings(CACHES={**settings.CACHES, "kit": {"BACKEND": backend, "LOCATION": "127.0.0.1:1"}}):
+        err = StringIO()
+        assert warn_if_process_local("kit", err) is local
+    assert (LOCAL_WARNING in err.getvalue()) is local
+    assert warn_if_process_local("not-an-alias", StringIO()) is False
+
+
+def test_inspect_says_when_the_row_does_not_exist(articles):
+    out, _ = command("cachekit_inspect", "testapp.Article", "999999")
+    assert "Present:   no (a read is a miss)" in out
+    assert "Database:  no row with pk=999999 in the database 'default'" in out
+    report = json.loads(command("cachekit_inspect", "testapp.Article", "999999", "--json")[0])
+    assert report["present"] is False and report["row_exists"] is False
+    out, _ = command("cachekit_inspect", "testapp.Article", str(articles[0].pk))
+    assert "no row" not in out
+    report = json.loads(command("cachekit_inspect", "testapp.Article", str(articles[0].pk), "--json")[0])
+    assert report["row_exists"] is True
+
+
+def test_invalidate_pattern_without_redis_is_one_sentence():
+    if CACHE in REDIS_CACHES:
+        pytest.skip("Redis supports --pattern")
+    with pytest.raises(CommandError) as raised:
+        command("cachekit_invalidate", "--pattern", "report:*")
+    message = str(raised.value)
+    assert message.count("Redis") == 1 and message.count("needs") == 1
+    assert message.startswith("--pattern needs a Redis cache, and the cache 'default' uses ")
+    assert "invalidate_pattern()" not in message

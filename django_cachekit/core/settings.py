@@ -8,6 +8,7 @@ is a plain attribute of ``conf``.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
@@ -17,6 +18,8 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 from django_cachekit.memo import resettable
+
+logger = logging.getLogger("django_cachekit")
 
 
 @dataclass(frozen=True)
@@ -100,6 +103,42 @@ SETTINGS: dict[str, Setting] = {
 DEFAULTS: dict[str, Any] = {name: setting.default for name, setting in SETTINGS.items()}
 
 
+def _read() -> dict[str, Any]:
+    """``CACHEKIT`` over the defaults; a bad value is replaced by its default and logged once per read
+    of the settings, so a request never fails on it (``manage.py check`` reports it as an Error)."""
+    options = getattr(settings, "CACHEKIT", None)
+    if options is None:
+        return dict(DEFAULTS)
+    if not isinstance(options, dict):
+        logger.error(
+            "django-cachekit: the CACHEKIT setting must be a dict, not %r; using the defaults "
+            "(manage.py check: django_cachekit.E001).",
+            options,
+        )
+        return dict(DEFAULTS)
+    values = {**DEFAULTS, **options}
+    for name, setting in SETTINGS.items():
+        if setting.check_id and name in options and not setting.valid(options[name]):
+            logger.error(
+                "django-cachekit: CACHEKIT[%r] must be %s, not %r; using the default %r (manage.py check: %s).",
+                name,
+                setting.expected,
+                options[name],
+                setting.default,
+                setting.check_id,
+            )
+            values[name] = setting.default
+    if values["CACHE_ALIAS"] not in getattr(settings, "CACHES", {}):
+        logger.error(
+            "django-cachekit: CACHEKIT['CACHE_ALIAS'] is %r, which is not in CACHES; using %r "
+            "(manage.py check: django_cachekit.E002).",
+            values["CACHE_ALIAS"],
+            DEFAULTS["CACHE_ALIAS"],
+        )
+        values["CACHE_ALIAS"] = DEFAULTS["CACHE_ALIAS"]
+    return values
+
+
 class Settings:
     """Typed view over the ``CACHEKIT`` dict."""
 
@@ -114,9 +153,7 @@ class Settings:
     def _get(self, name: str) -> Any:
         values = self._values
         if values is None:
-            options = getattr(settings, "CACHEKIT", None)
-            values = {**DEFAULTS, **(options if isinstance(options, dict) else {})}
-            self._values = values
+            values = self._values = _read()
         return values[name]
 
     @cached_property

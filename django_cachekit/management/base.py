@@ -23,14 +23,52 @@ def add_cache_argument(parser: CommandParser) -> None:
     )
 
 
+def process_local(alias: str) -> str | None:
+    """The dotted name of the backend of the cache ``alias`` when it lives inside this process
+    (LocMemCache, DummyCache), else None."""
+    from django.core.cache.backends.dummy import DummyCache
+    from django.core.cache.backends.locmem import LocMemCache
+    from django.utils.module_loading import import_string
+
+    try:
+        backend = import_string(settings.CACHES[alias]["BACKEND"])
+    except (ImportError, KeyError, TypeError):
+        return None  # Django's own checks say what is wrong
+    if isinstance(backend, type) and issubclass(backend, (LocMemCache, DummyCache)):
+        return f"{backend.__module__}.{backend.__qualname__}"
+    return None
+
+
+def warn_if_process_local(alias: str, stderr: Any) -> bool:
+    """Write to ``stderr`` (a command's ``self.stderr``) that the cache ``alias`` lives inside this
+    process, so a command cannot reach the entries of the server's processes; True when it did.
+
+    Every django-cachekit command calls it once the alias is known (``using_cache`` does, given
+    ``stderr``); a command of a project's own may call it the same way.
+    """
+    backend = process_local(alias)
+    if backend is None:
+        return False
+    stderr.write(
+        f"Warning: the cache {alias!r} is {backend}, which lives inside this process: this command "
+        "cannot read or change the entries of the server's processes, and what it stores is gone when it "
+        "exits. Point it at the server's shared cache (Redis or Memcached): --cache ALIAS, or the same "
+        "CACHES and CACHEKIT['CACHE_ALIAS'] as the server."
+    )
+    return True
+
+
 @contextmanager
-def using_cache(alias: str | None) -> Iterator[str]:
-    """Run the block with django-cachekit on the cache ``alias``."""
+def using_cache(alias: str | None, stderr: Any = None, verbosity: int = 1) -> Iterator[str]:
+    """Run the block with django-cachekit on the cache ``alias``; given ``stderr`` (and a verbosity
+    above 0), warn there first when that cache is process-local (``warn_if_process_local``)."""
+    if alias is not None and alias != conf.CACHE_ALIAS and alias not in settings.CACHES:
+        raise CommandError(f"--cache {alias!r} is not in CACHES; use one of {', '.join(sorted(settings.CACHES))}.")
+    if stderr is not None and verbosity >= 1:
+        warn_if_process_local(alias or conf.CACHE_ALIAS, stderr)
     if alias is None or alias == conf.CACHE_ALIAS:
         yield conf.CACHE_ALIAS
         return
-    if alias not in settings.CACHES:
-        raise CommandError(f"--cache {alias!r} is not in CACHES; use one of {', '.join(sorted(settings.CACHES))}.")
     options: Any = getattr(settings, "CACHEKIT", None)
     with override_settings(CACHEKIT={**(options if isinstance(options, dict) else {}), "CACHE_ALIAS": alias}):
         yield alias

@@ -209,6 +209,8 @@ class CachedQuerySet(models.QuerySet[_M]):
             spec = _inherited.get()
         if spec is None or spec is OFF or not protocol.reading():
             return None
+        if meta.info(self.model).problem is not None:  # a bad CacheMeta: read uncached (manage.py check says why)
+            return None
         return spec
 
     def _timeout(self, spec: Spec) -> int | None:

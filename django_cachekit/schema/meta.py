@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import logging
 import operator
 import string
 import threading
@@ -24,6 +25,8 @@ from django_cachekit.core import arguments, keys
 from django_cachekit.core.settings import conf
 from django_cachekit.memo import Memo, resettable
 from django_cachekit.schema import rows
+
+logger = logging.getLogger("django_cachekit")
 
 ORIGINAL_ATTR = "_cachekit_loaded"
 # The tag versions an instance's entry was stamped with: a later save of it
@@ -77,6 +80,12 @@ def cached_models() -> list[type[models.Model]]:
 def parse_cache_meta(model: type[models.Model]) -> CacheOptions:
     cache_meta = getattr(model, "CacheMeta", None)
     label = model._meta.label
+    if cache_meta is not None and not isinstance(cache_meta, type):
+        raise CacheMetaError(
+            f"{label}.CacheMeta must be a class, not {cache_meta!r}.",
+            "django_cachekit.E028",
+            hint="Declare it as an inner class: class CacheMeta: timeout = 600.",
+        )
     attrs = {} if cache_meta is None else {k: v for k, v in vars(cache_meta).items() if not k.startswith("_")}
     for base in reversed(getattr(cache_meta, "__mro__", ())[1:]):
         if base is not object:
@@ -107,12 +116,20 @@ def parse_cache_meta(model: type[models.Model]) -> CacheOptions:
     watched: list[str] = []
     for template in tags:
         try:
-            names = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+            parsed = [(name, conversion) for _, name, _, conversion in string.Formatter().parse(template)]
         except ValueError as exc:
             raise CacheMetaError(
                 f"{label}.CacheMeta.tags has a malformed format string {template!r}: {exc}.",
                 "django_cachekit.E021",
             ) from None
+        names = [name for name, _ in parsed if name is not None]
+        bad = [conversion for _, conversion in parsed if conversion not in (None, "r", "s", "a")]
+        if bad:
+            raise CacheMetaError(
+                f"{label}.CacheMeta.tags has the conversion {'!' + str(bad[0])!r} in {template!r}; "
+                "only !r, !s and !a exist.",
+                "django_cachekit.E021",
+            )
         for name in names:
             if name not in attnames:
                 raise CacheMetaError(
@@ -221,7 +238,20 @@ class ModelInfo:
         self.pk = copts.pk
         self.fields = tuple(copts.concrete_fields)
         self.attnames = tuple(f.attname for f in self.fields)
-        self.options = parse_cache_meta(model) if is_cached_model(model) else None
+        # A bad CacheMeta is the model's problem, not the project's: manage.py check reports it
+        # (checks.check_models) and the model is read uncached until it is fixed.
+        self.problem: CacheMetaError | None = None
+        try:
+            self.options = parse_cache_meta(model) if is_cached_model(model) else None
+        except CacheMetaError as exc:
+            self.options = None
+            self.problem = exc
+            logger.error(
+                "django-cachekit: %s %s is read uncached until it is fixed (manage.py check: %s).",
+                exc,
+                opts.label,
+                exc.check_id,
+            )
         self.watched = self.options.watched if self.options else ()
         self.watched_idx = tuple(self.attnames.index(name) for name in self.watched)
         # Integer foreign keys of the model's own table, when it has only one: a

@@ -14,7 +14,11 @@ environment switches the services:
 
 LocMem lives inside one process: a write made by another process (a second
 server worker, ``manage.py seed_blog --reset`` while the server runs) cannot
-invalidate it. Use ``REDIS_URL`` as soon as more than one process writes.
+invalidate it, and the management commands (``cachekit_warm``, ``cachekit_stats``,
+``cachekit_inspect``, ``cachekit_invalidate``) each get an empty cache of their
+own, so they warn. Use ``REDIS_URL`` as soon as more than one process writes or
+a command should reach the server's entries, for the server and the commands
+alike. ``runserver`` prints which cache is in use when it starts.
 """
 
 import os
@@ -64,6 +68,7 @@ INSTALLED_APPS = [
     "django_cachekit",
     "blog",
     "monitor",
+    "config.apps.ExampleConfig",  # says at runserver start-up which cache is in use
 ]
 
 MIDDLEWARE = [
@@ -150,6 +155,9 @@ else:
     }
 
 CACHEKIT = {"CACHE_ALIAS": "default", "TIMEOUT": 600}
+if TESTING and not REDIS_URL:
+    # The test runner turns DEBUG off, and the tests run in one process: LocMem is right for them.
+    SILENCED_SYSTEM_CHECKS = ["django_cachekit.W002"]
 
 # Sessions read from the cache (written through to the database): the dashboard's
 # revalidation reads the session and runs no SQL.

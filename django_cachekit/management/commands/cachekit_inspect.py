@@ -58,7 +58,7 @@ class Command(BaseCommand):
         db = options["database"]
         if db not in connections:
             raise CommandError(f"--database {db!r} is not in DATABASES.")
-        with using_cache(options["cache"]) as alias:
+        with using_cache(options["cache"], self.stderr, options["verbosity"]) as alias:
             report = self._report(label, pk, key_given, db, alias)
         if options["as_json"]:
             self.stdout.write(json.dumps(report, indent=2, default=str))
@@ -108,6 +108,8 @@ class Command(BaseCommand):
                 if info is not None:
                     report["database_row"] = self._compare(info, db, report["pk"], payload)
         if info is not None:
+            manager: models.Manager[Any] = info.model._base_manager
+            report["row_exists"] = manager.using(db).filter(pk=report["pk"]).exists()
             version_tags = info.version_tags(report["pk"])
             found = store.fetch([], keys.version_keys(version_tags))[1]
             report["cache_version_tags"] = dict(zip(version_tags, found))
@@ -140,6 +142,8 @@ class Command(BaseCommand):
         out(f"Cache:     {report['cache']!r}")
         if not report["present"]:
             out("Present:   no (a read is a miss)")
+            if report.get("row_exists") is False:
+                out(f"Database:  no row with pk={report['pk']!r} in the database {report['database']!r}")
         else:
             ttl = report["ttl"]
             if ttl is None:

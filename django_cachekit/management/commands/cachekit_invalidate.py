@@ -43,7 +43,7 @@ class Command(BaseCommand):
             if not tag or any(c.isspace() for c in tag):
                 raise CommandError(f"--tag takes a non-empty tag without spaces, not {tag!r}.")
         done: list[str] = []
-        with using_cache(options["cache"]) as alias:
+        with using_cache(options["cache"], self.stderr, options["verbosity"]) as alias:
             if options["all"]:
                 api.invalidate_all()
                 done.append("every entry")
@@ -56,8 +56,12 @@ class Command(BaseCommand):
             for pattern in patterns:
                 try:
                     matched = api.invalidate_pattern(pattern)
-                except api.PatternUnsupported as exc:
-                    raise CommandError(f"--pattern needs a Redis cache: {exc}") from None
+                except api.PatternUnsupported:
+                    raise CommandError(
+                        f"--pattern needs a Redis cache, and the cache {alias!r} uses "
+                        f"{protocol.runtime().store.describe()}; retire its entries with --tag, a model label "
+                        "or --all instead."
+                    ) from None
                 except ValueError as exc:
                     raise CommandError(str(exc)) from None
                 except Exception as exc:  # the cache client's own errors

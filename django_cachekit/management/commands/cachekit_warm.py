@@ -66,7 +66,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         labels: list[str] = options["labels"]
         self.verbosity: int = options["verbosity"]
-        with using_cache(options["cache"]) as alias:
+        with using_cache(options["cache"], self.stderr, options["verbosity"]) as alias:
             try:
                 selected = warmers.select(labels, options["tags"])
             except warmers.UnknownLabel as exc:

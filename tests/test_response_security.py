@@ -165,18 +165,17 @@ def test_a_private_page_is_kept_only_for_a_request_whose_key_holds_its_credentia
     @cache_response(depends_on=[Article], vary_on=["Cookie"])
     def page(request):
         RENDERS["page"] += 1
-        response = HttpResponse(titles_for(request))
+        response = HttpResponse(request.COOKIES.get("theme"))
         response.headers["Cache-Control"] = "private"
         return response
 
-    def titles_for(request):
-        return f"{request.COOKIES.get('theme')}"
-
-    anonymous = RequestFactory().get("/page/")
-    anonymous.COOKIES = {"theme": "dark"}
-    page(anonymous)
-    page(anonymous)
+    for _ in range(2):
+        page(RequestFactory().get("/page/", HTTP_COOKIE="theme=dark"))
     assert RENDERS["page"] == 2  # no session cookie in the key: nobody's page to keep
+    session = "sessionid=abc; theme=dark"
+    for _ in range(2):
+        assert page(RequestFactory().get("/page/", HTTP_COOKIE=session)).content == b"dark"
+    assert RENDERS["page"] == 3  # kept for the one session in its key
 
 
 # -- Set-Cookie --------------------------------------------------------------------------------

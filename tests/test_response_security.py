@@ -9,7 +9,7 @@ from django.utils.cache import patch_vary_headers
 
 from django_cachekit import cache_disabled
 from django_cachekit.http import responses
-from django_cachekit.http.decorators import DEFAULT_MAX_VARIANTS, cache_response
+from django_cachekit.http.decorators import DEFAULT_MAX_VARIANTS, cache_headers, cache_response
 from tests.factories import ArticleFactory
 from tests.httpviews_security import HEADER_CASES, RENDERS, TEMPLATES
 from tests.testapp.models import Article
@@ -195,6 +195,17 @@ def test_a_stored_response_holds_no_set_cookie_header():
     response.headers["Set-Cookie"] = "sid=secret"
     response.headers["X-Kept"] = "yes"
     assert [h for h, _ in responses.freeze(response)[2]] == ["Content-Type", "X-Kept"]
+
+
+def test_a_raw_set_cookie_header_is_never_marked_public():
+    @cache_headers(public=True, s_maxage=60)
+    def page(request):
+        response = HttpResponse()
+        response.headers["set-cookie"] = "sid=secret"
+        return response
+
+    directives = {d.strip() for d in page(RequestFactory().get("/")).headers["Cache-Control"].split(",")}
+    assert "private" in directives and "public" not in directives and "s-maxage=60" not in directives
 
 
 def test_a_session_saved_on_every_request_is_neither_public_nor_stored(settings):

@@ -83,18 +83,6 @@ def sets_cookie(request: HttpRequest, response: HttpResponseBase) -> bool:
     return bool(request.META.get("CSRF_COOKIE_NEEDS_UPDATE"))
 
 
-def saves_session(request: HttpRequest, session: Any) -> bool:
-    """Whether the session middleware will send the session cookie (or delete it), by its own rule."""
-    modified = bool(getattr(session, "modified", False))
-    is_empty = getattr(session, "is_empty", None)
-    if not callable(is_empty):
-        return modified
-    if is_empty():
-        # The middleware deletes the cookie of a session emptied by the request.
-        return dict.__contains__(request.COOKIES, settings.SESSION_COOKIE_NAME)
-    return modified or bool(settings.SESSION_SAVE_EVERY_REQUEST)
-
-
 def cache_control(response: HttpResponseBase) -> set[str]:
     value = response.headers.get("Cache-Control", "")
     return {d.strip().split("=", 1)[0].strip().lower() for d in _COMMA.split(value) if d.strip()}
@@ -378,6 +366,18 @@ def track_cookies(request: HttpRequest) -> tuple[dict[str, str], TrackedCookies]
 def untrack_cookies(request: HttpRequest, original: dict[str, str], tracker: TrackedCookies) -> None:
     if request.COOKIES is tracker:
         request.COOKIES = original
+
+
+def saves_session(request: HttpRequest, session: Any) -> bool:
+    """Whether the session middleware will send the session cookie (or delete it), by its own rule."""
+    modified = bool(getattr(session, "modified", False))
+    is_empty = getattr(session, "is_empty", None)
+    if not callable(is_empty):
+        return modified
+    if is_empty():
+        # The middleware deletes the cookie of a session emptied by the request.
+        return dict.__contains__(request.COOKIES, settings.SESSION_COOKIE_NAME)
+    return modified or bool(settings.SESSION_SAVE_EVERY_REQUEST)
 
 
 # -- bounds -----------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from collections.abc import Callable, Generator, Iterable
 from typing import Any, TypeVar, cast
 
 from asgiref.sync import iscoroutinefunction, sync_to_async
-from django.core.exceptions import ImproperlyConfigured, ValidationError
+from django.core.exceptions import ImproperlyConfigured, SuspiciousOperation, ValidationError
 from django.db import models
 from django.http import HttpRequest, HttpResponseBase
 from django.utils.cache import get_conditional_response, patch_cache_control, patch_vary_headers
@@ -400,6 +400,8 @@ def _check_kwarg(view: Callable[..., Any], url_kwarg: str, name: str) -> None:
 # -- cache_response ---------------------------------------------------------------------
 
 _warned: set[tuple[str, str]] = set()
+# Distinct keys (paths, query strings, vary_on values) stored per cache_response view by default.
+DEFAULT_MAX_VARIANTS = 1000
 
 
 def cache_response(
@@ -407,17 +409,25 @@ def cache_response(
     tags: Iterable[str] | Callable[..., Iterable[str]] = (),
     depends_on: Iterable[Any] = (),
     vary_on: Iterable[str] = (),
+    query_params: Iterable[str] | None = None,
+    max_variants: int | None = DEFAULT_MAX_VARIANTS,
 ) -> Callable[[V], V]:
     """Cache the view's whole response, invalidated by model writes and tags.
 
-    Only GET (HEAD is answered from the GET entry) and status 200 are stored;
-    never a streaming response, one that sets a cookie or uses a CSRF token,
-    one marked no-store, one marked private or that varies on Cookie or
-    Authorization (or reads the session) unless ``vary_on`` names them and the
-    request carries them. The key is the path
-    and query string plus the request's values of ``vary_on`` headers; within
-    an entry, the response's own Vary headers choose the variant. The Host
-    header is not part of the key unless ``vary_on`` names it.
+    Only GET (HEAD is answered from the GET entry) and status 200 are stored.
+    A request carrying credentials (an Authorization header, a session cookie)
+    that ``vary_on`` does not name is served by the view, neither read nor
+    stored; a response is never stored when it is streamed, sets a cookie (in
+    any way), uses a CSRF token or shows messages, is marked no-store, Vary: *,
+    or private (unless its key holds the user's credentials), varies on Cookie
+    or Authorization, or read the session or a cookie, unless ``vary_on`` names
+    them. The key is the view, the scheme and host Django sees, the path, the
+    query string (only the ``query_params`` listed, when given: a request with
+    another parameter is not cached) and the request's values of the
+    ``vary_on`` headers (for Cookie: the session and CSRF cookies, and within
+    the entry those the view read). Within an entry, the response's own Vary
+    headers choose the variant. At most ``max_variants`` distinct keys are
+    stored per view (an approximate count).
     """
     what = "cache_response()"
     arguments.timeout(timeout, what)
@@ -430,6 +440,8 @@ def cache_response(
         raise ValueError(
             "cache_response() needs depends_on or tags: without them no write would ever retire the cached response."
         )
+    allowed = _query_params_argument(query_params, what)
+    bound = _max_variants_argument(max_variants, what)
     advertised = [h for h in keyed if h.lower() != "host"]
     lowered = tuple(h.lower() for h in keyed)
     fixed: list[str] | None = None
@@ -438,26 +450,50 @@ def cache_response(
     def decorator(view: V) -> V:
         name = _view_name(view)
 
-        def entry_key(request: HttpRequest) -> str:
-            values = responses.variant(request, lowered)
-            described = keys.exact((name, request.path, request.META.get("QUERY_STRING", ""), lowered, values))
+        def entry_key(request: HttpRequest) -> str | None:
+            """The entry's key, or None when this request must not be cached."""
+            try:
+                if allowed is None:
+                    query: Any = request.META.get("QUERY_STRING", "")
+                else:
+                    if any(p not in allowed for p in request.GET):
+                        return None
+                    query = sorted((p, request.GET.getlist(p)) for p in request.GET)
+                origin = (request.scheme, request.get_host())
+                values = responses.variant(request, lowered)
+            except SuspiciousOperation:  # a disallowed host, too many fields: Django answers it, not us
+                return None
+            described = keys.exact((name, origin, request.path, query, lowered, values))
             schema = keys.digest(f"http:{responses.ENTRY_FORMAT}:{conf.VERSION}", size=5)
             return keys.entry_key(schema, keys.RESPONSE, keys.digest(described))
+
+        def advertise(response: HttpResponseBase) -> HttpResponseBase:
+            # Whether or not it was cached, a response chosen by these headers says so to other caches.
+            if advertised:
+                patch_vary_headers(response, advertised)
+            return response
 
         def start(request: HttpRequest, args: tuple[Any, ...], kwargs: dict[str, Any], sync: bool) -> Flow:
             nonlocal fixed, covered
             if request.method not in ("GET", "HEAD") or not protocol.reading():
-                return (yield)
+                return advertise((yield))
+            bypass = responses.unkeyed_credentials(request, lowered)
+            if bypass is not None:
+                logger.debug("django-cachekit: %s not cached for %s: %s", request.path, name, bypass)
+                return advertise((yield))
+            key = entry_key(request)
+            if key is None:
+                return advertise((yield))
             if fixed is None:
                 found = meta.depends_tags(dependencies)
                 covered = {t.split(":")[1] for t in found if t.count(":") >= 1}
                 fixed = list(dict.fromkeys(found))
             entry_tags = tuple(dict.fromkeys([*fixed, *_call_tags(user_tags, request, args, kwargs), keys.GLOBAL_TAG]))
             if not flow.usable(entry_tags):
-                return (yield)
+                return advertise((yield))
             # Checked above (a transaction that wrote one of its tags runs the view untouched) and
             # below (whether the response may be stored): not again by the flow.
-            entry = flow.begin(entry_key(request), entry_tags, name, guarded=False)
+            entry = flow.begin(key, entry_tags, name, guarded=False)
             hit, payload = entry.hit, entry.value
             if hit:
                 try:
@@ -469,28 +505,30 @@ def cache_response(
                     logger.warning("django-cachekit: unreadable response entry for %s treated as a miss: %r", name, exc)
                     hit = False
             if request.method == "HEAD":
-                response = yield
-                if advertised and response.status_code == 200:
-                    patch_vary_headers(response, advertised)
-                return response
+                return advertise((yield))
             read: set[str] | None = None
+            original, cookies = responses.track_cookies(request)
             if sync and not user_tags:
                 with hook.recording() as read:
-                    response = yield
+                    response = _rendered((yield))
             else:
-                response = yield
-            if advertised and response.status_code == 200:
-                patch_vary_headers(response, advertised)
+                response = _rendered((yield))
+            responses.untrack_cookies(request, original, cookies)
+            advertise(response)
             if entry.versions is None or not flow.storable():
                 return response
-            reason = responses.not_stored_because(request, response, keyed)
+            reason = responses.not_stored_because(request, response, keyed, cookies.read)
             if reason is not None:
                 logger.debug("django-cachekit: %s not stored for %s: %s", request.path, name, reason)
                 return response
             if read:
                 _warn_unlisted(name, read, covered or set())
-            vary = responses.vary_headers(response)
+            vary = responses.vary_headers(response) + responses.cookie_vary(cookies.read, lowered)
             values = responses.variant(request, vary)
+            ttl = conf.TIMEOUT if timeout is DEFAULT else cast("int | None", timeout)
+            if not hit and not responses.admits_variant(name, key, bound, ttl or conf.TAG_TIMEOUT):
+                logger.debug("django-cachekit: %s not stored for %s: over max_variants=%r", request.path, name, bound)
+                return response
             frozen = responses.freeze(cast(Any, response), (_DEFAULT_CC_ATTR,))
             if hit and tuple(payload[0]) == vary:
                 kept = {k: v for k, v in payload[1].items() if k != values}
@@ -498,13 +536,41 @@ def cache_response(
                 variants = dict(list(kept.items())[-responses.MAX_VARIANTS :])
             else:
                 variants = {values: frozen}
-            ttl = conf.TIMEOUT if timeout is DEFAULT else cast("int | None", timeout)
             entry.store((vary, variants), ttl)
             return response
 
         return _wrap(view, start)
 
     return decorator
+
+
+def _query_params_argument(value: Any, what: str) -> frozenset[str] | None:
+    if value is None:
+        return None
+    names = (value,) if isinstance(value, str) else value
+    try:
+        found = list(names)
+    except TypeError:
+        raise ValueError(f"{what} query_params must be a list of parameter names or None, not {value!r}.") from None
+    for name in found:
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"{what} query_params takes non-empty parameter names, not {name!r}.")
+    return frozenset(found)
+
+
+def _max_variants_argument(value: Any, what: str) -> int | None:
+    if value is None or (isinstance(value, int) and not isinstance(value, bool) and value > 0):
+        return value
+    raise ValueError(f"{what} max_variants must be a positive whole number or None, not {value!r}.")
+
+
+def _rendered(response: HttpResponseBase) -> HttpResponseBase:
+    # A TemplateResponse is rendered here, not by the handler later: what may be stored
+    # depends on what the render read (the session, the user, cookies) and on its content.
+    render = getattr(response, "render", None)
+    if callable(render) and not getattr(response, "is_rendered", True):
+        return cast(HttpResponseBase, render())
+    return response
 
 
 def _warn_unlisted(name: str, read: set[str], covered: set[str]) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from typing import Any
 
 from django.conf import settings
@@ -73,12 +73,12 @@ def varies_on_credentials(response: HttpResponseBase) -> bool:
 
 
 def sets_cookie(request: HttpRequest, response: HttpResponseBase) -> bool:
-    """Whether the response will carry a Set-Cookie, from the view or from
-    Django's session and CSRF middleware once the view has returned."""
-    if response.cookies:
+    """Whether the response will carry a Set-Cookie: its own (``set_cookie`` or a raw
+    header), or one from Django's session and CSRF middleware once the view has returned."""
+    if response.cookies or response.has_header("Set-Cookie"):
         return True
     session = getattr(request, "session", None)
-    if session is not None and getattr(session, "modified", False):
+    if session is not None and saves_session(request, session):
         return True
     return bool(request.META.get("CSRF_COOKIE_NEEDS_UPDATE"))
 
@@ -153,8 +153,35 @@ def now() -> float:
 # -- stored responses -------------------------------------------------------------------
 
 
-def not_stored_because(request: HttpRequest, response: HttpResponseBase, vary_on: Iterable[str]) -> str | None:
-    """Why ``response`` must not be shared with other requests, or None."""
+def unkeyed_credentials(request: HttpRequest, keyed: Collection[str]) -> str | None:
+    """Why a request must be served by the view alone: it carries credentials (an
+    Authorization header, a session cookie) that the key does not hold, or None.
+
+    Decided from the request, never from the response: a middleware may have
+    read the credentials before the view, and a decorator outside may mark the
+    response private only after it was stored.
+    """
+    if "authorization" not in keyed and "HTTP_AUTHORIZATION" in request.META:
+        return "the request carries an Authorization header"
+    if "cookie" not in keyed and dict.__contains__(request.COOKIES, settings.SESSION_COOKIE_NAME):
+        return "the request carries a session cookie"
+    return None
+
+
+def keyed_credentials(request: HttpRequest, keyed: Collection[str]) -> bool:
+    """Whether the key holds credentials the request carries (so the entry is one user's)."""
+    if "authorization" in keyed and request.META.get("HTTP_AUTHORIZATION"):
+        return True
+    return "cookie" in keyed and bool(cookie(request, settings.SESSION_COOKIE_NAME))
+
+
+def not_stored_because(
+    request: HttpRequest, response: HttpResponseBase, vary_on: Iterable[str], cookies_read: Collection[str] = ()
+) -> str | None:
+    """Why ``response`` must not be shared with other requests, or None.
+
+    ``cookies_read`` are the names of the cookies the view read (``"*"``: all of them).
+    """
     keyed = {h.lower() for h in vary_on}
     if response.status_code != 200:
         return f"status {response.status_code}"
@@ -168,8 +195,7 @@ def not_stored_because(request: HttpRequest, response: HttpResponseBase, vary_on
     if "no-store" in directives:
         return "Cache-Control: no-store"
     # A private response may be kept for the one user whose credentials are in its key.
-    credentials = keyed & CREDENTIAL_HEADERS
-    if "private" in directives and not any(request.headers.get(h) for h in credentials):
+    if "private" in directives and not keyed_credentials(request, keyed):
         return "Cache-Control: private"
     vary = set(vary_headers(response))
     if "*" in vary:
@@ -177,6 +203,9 @@ def not_stored_because(request: HttpRequest, response: HttpResponseBase, vary_on
     personal = (vary & CREDENTIAL_HEADERS) - keyed
     if personal:
         return f"Vary: {', '.join(sorted(personal))} without vary_on"
+    unkeyed = unkeyed_cookies(cookies_read, keyed)
+    if unkeyed and "cookie" not in keyed:
+        return f"the view read the cookies {', '.join(sorted(unkeyed))} (vary_on does not name Cookie)"
     session = getattr(request, "session", None)
     if session is not None and getattr(session, "accessed", False) and "cookie" not in keyed:
         return "the view read the session (the response varies on Cookie)"
@@ -197,7 +226,8 @@ def freeze(response: HttpResponse, marks: Sequence[str] = ()) -> Frozen:
     """A response as a cache entry holds it; ``marks`` are attributes to keep."""
     reason = response.reason_phrase if response._reason_phrase is not None else None  # type: ignore[attr-defined]
     kept = {name: getattr(response, name) for name in marks if hasattr(response, name)}
-    return response.status_code, reason, list(response.items()), response.content, kept
+    headers = [(k, v) for k, v in response.items() if k.lower() != "set-cookie"]
+    return response.status_code, reason, headers, response.content, kept
 
 
 def thaw(frozen: Frozen) -> HttpResponse:
@@ -211,11 +241,176 @@ def thaw(frozen: Frozen) -> HttpResponse:
 
 
 def variant(request: HttpRequest, vary: Sequence[str]) -> tuple[str | None, ...]:
-    """The request's values of the headers a response varies on."""
+    """The request's values of the headers a response varies on (and of the
+    cookies it read, named ``cookie:<name>``)."""
     return tuple(request_header(request, h) for h in vary)
 
 
 def request_header(request: HttpRequest, name: str) -> str | None:
-    if name.lower() == "host":
+    lowered = name.lower()
+    if lowered == "host":
         return request.get_host()
+    if lowered == "cookie":
+        # The cookies that tell one visitor from another, not the whole header:
+        # shared cookies (a theme, analytics) neither split the entry nor stand for an identity.
+        found = [f"{n}={value}" for n in identifying_cookies() if (value := cookie(request, n)) is not None]
+        return "; ".join(found) or None
+    if lowered == "cookie:*":
+        return request.headers.get("Cookie")
+    if lowered.startswith("cookie:"):
+        return cookie(request, name[len("cookie:") :])
     return request.headers.get(name)
+
+
+def cookie(request: HttpRequest, name: str) -> str | None:
+    """A cookie of the request, read without counting as the view's read."""
+    cookies = request.COOKIES
+    if isinstance(cookies, TrackedCookies):
+        return cookies.untracked(name)
+    return cookies.get(name)
+
+
+def identifying_cookies() -> tuple[str, ...]:
+    """The cookies ``vary_on=["Cookie"]`` keys on before the view runs: the session's and the CSRF token's."""
+    names = [settings.SESSION_COOKIE_NAME]
+    if not settings.CSRF_USE_SESSIONS:
+        names.append(settings.CSRF_COOKIE_NAME)
+    return tuple(names)
+
+
+def unkeyed_cookies(read: Collection[str], keyed: Collection[str]) -> set[str]:
+    """The cookies read by the view whose values the key does not hold yet.
+
+    The session cookie never counts: a request carrying it is either keyed on
+    it (``vary_on=["Cookie"]``) or not cached at all, so every request sharing
+    a key has the same value of it.
+    """
+    known = set(identifying_cookies()) if "cookie" in keyed else {settings.SESSION_COOKIE_NAME}
+    return set(read) - known
+
+
+def cookie_vary(read: Collection[str], keyed: Collection[str]) -> tuple[str, ...]:
+    """The variant selectors for the cookies the view read, for an entry keyed on Cookie."""
+    unkeyed = unkeyed_cookies(read, keyed)
+    if "*" in unkeyed:
+        return ("cookie:*",)
+    return tuple(f"cookie:{n}" for n in sorted(unkeyed))
+
+
+class TrackedCookies(dict[str, str]):
+    """``request.COOKIES`` while a view runs, recording which cookies it reads
+    (``"*"`` when it looks at all of them)."""
+
+    def __init__(self, cookies: dict[str, str]) -> None:
+        super().__init__(dict.items(cookies))  # not cookies.items(): that is a read of all of them
+        self.read: set[str] = set()
+        self.parent = cookies if isinstance(cookies, TrackedCookies) else None
+
+    def note(self, name: str) -> None:
+        self.read.add(name)
+        if self.parent is not None:
+            self.parent.note(name)
+
+    def untracked(self, name: str) -> str | None:
+        return super().get(name)
+
+    def __getitem__(self, name: str) -> str:
+        self.note(name)
+        return super().__getitem__(name)
+
+    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
+        self.note(name)
+        return super().get(name, default)
+
+    def __contains__(self, name: object) -> bool:
+        self.note(str(name))
+        return super().__contains__(name)
+
+    def __iter__(self) -> Iterator[str]:
+        self.note("*")
+        return super().__iter__()
+
+    def __len__(self) -> int:
+        self.note("*")
+        return super().__len__()
+
+    def __eq__(self, other: object) -> bool:
+        self.note("*")
+        return super().__eq__(other)
+
+    def keys(self) -> Any:
+        self.note("*")
+        return super().keys()
+
+    def values(self) -> Any:
+        self.note("*")
+        return super().values()
+
+    def items(self) -> Any:
+        self.note("*")
+        return super().items()
+
+    def copy(self) -> dict[str, str]:
+        self.note("*")
+        return dict(super().items())
+
+
+def track_cookies(request: HttpRequest) -> tuple[dict[str, str], TrackedCookies]:
+    """Put a ``TrackedCookies`` in place of ``request.COOKIES``: ``(original, tracker)``."""
+    original = request.COOKIES
+    tracker = TrackedCookies(original)
+    request.COOKIES = tracker
+    return original, tracker
+
+
+def untrack_cookies(request: HttpRequest, original: dict[str, str], tracker: TrackedCookies) -> None:
+    if request.COOKIES is tracker:
+        request.COOKIES = original
+
+
+def saves_session(request: HttpRequest, session: Any) -> bool:
+    """Whether the session middleware will send the session cookie (or delete it), by its own rule."""
+    modified = bool(getattr(session, "modified", False))
+    is_empty = getattr(session, "is_empty", None)
+    if not callable(is_empty):
+        return modified
+    if is_empty():
+        # The middleware deletes the cookie of a session emptied by the request.
+        return dict.__contains__(request.COOKIES, settings.SESSION_COOKIE_NAME)
+    return modified or bool(settings.SESSION_SAVE_EVERY_REQUEST)
+
+
+# -- bounds -----------------------------------------------------------------------------
+
+
+def admits_variant(view: str, key: str, bound: int | None, window: int) -> bool:
+    """Whether the entry ``key`` of ``view`` may be stored under its bound of distinct entries.
+
+    Approximate: distinct keys are counted with a marker per key and a counter
+    per view, both living ``window`` seconds (the entries' timeout) from when
+    they were first written; a key already counted is always admitted, so at
+    most about twice the bound can be alive when the counter restarts.
+    """
+    if bound is None:
+        return True
+    rt = protocol.runtime()
+    if not rt.breaker.allow():
+        return False
+    cache = rt.store.cache
+    counter = f"{conf.KEY_BASE}h:vc:{keys.digest(view)}"
+    marker = f"{conf.KEY_BASE}h:vm:{keys.digest(key)}"
+    ok, found = rt.call(cache.get_many, [counter, marker])
+    if not ok or found is None:
+        return False
+    if marker in found:
+        return True
+    count = found.get(counter)
+    if isinstance(count, int) and count >= bound:
+        return False
+    ok, added = rt.call(cache.add, marker, 1, window)
+    if not ok:
+        return False
+    if added:
+        rt.call(cache.add, counter, 0, window)
+        rt.call(cache.incr, counter)
+    return True

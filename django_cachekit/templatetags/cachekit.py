@@ -82,6 +82,8 @@ class CacheFragmentNode(Node):
         self.source = source
         self.loop = loop
         self.blocks = blocks  # the names of the {% block %}s inside the fragment
+        self._own_blocks = BlockContext()
+        self._own_blocks.add_blocks({n.name: n for n in nodelist.get_nodes_by_type(BlockNode)})
         self.uses_super = uses_super  # whether it shows {{ block.super }}
 
     def __repr__(self) -> str:
@@ -124,8 +126,8 @@ class CacheFragmentNode(Node):
         if not self.blocks and not self.uses_super:
             return self.source
         block_context = context.render_context.get(BLOCK_CONTEXT_KEY)
-        if not isinstance(block_context, BlockContext):
-            return self.source
+        if not isinstance(block_context, BlockContext):  # no {% extends %}: its own blocks render
+            block_context = self._own_blocks
         names = list(self.blocks)
         enclosing = context.get("block")
         if self.uses_super and isinstance(enclosing, BlockNode):

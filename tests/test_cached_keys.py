@@ -145,3 +145,37 @@ def test_any_name_is_stored_and_hit_and_the_breaker_stays_closed(bad):
     assert echo(bad) == bad
     assert len(echo.__wrapped__.calls) == 2
     assert not core.runtime().lost_invalidations
+
+
+def test_a_value_the_cache_refuses_does_not_open_the_breaker():
+    import os
+
+    @cached(key="big:{n}")
+    @counting
+    def big(n):
+        return os.urandom(3 * 1024 * 1024)  # over Memcached's item size, and incompressible
+
+    for n in range(10):
+        assert len(big(n)) == 3 * 1024 * 1024
+    breaker = core.runtime().breaker
+    assert breaker.failures == 0 and not breaker.is_open
+
+    @cached(key="small")
+    @counting
+    def small():
+        return 1
+
+    small(), small()
+    assert len(small.__wrapped__.calls) == 1
+
+
+def test_a_cached_response_for_any_query_string_is_stored_and_hit(rf):
+    from tests import httpviews
+
+    before = httpviews.RENDERS["listing"]
+    odd = {"q": "a b\n\x01" + "x" * 300}
+    for _ in range(10):
+        assert httpviews.listing(rf.get("/listing/", odd)).status_code == 200
+    assert httpviews.RENDERS["listing"] == before + 1
+    breaker = core.runtime().breaker
+    assert breaker.failures == 0 and not breaker.is_open

@@ -72,7 +72,6 @@ class CacheFragmentNode(Node):
         nodelist: NodeList,
         source: str,
         loop: Loop | None,
-        blocks: tuple[str, ...] = (),
         uses_super: bool = False,
     ) -> None:
         self.name = name
@@ -81,9 +80,10 @@ class CacheFragmentNode(Node):
         self.nodelist = nodelist
         self.source = source
         self.loop = loop
-        self.blocks = blocks  # the names of the {% block %}s inside the fragment
-        self._own_blocks = BlockContext()
-        self._own_blocks.add_blocks({n.name: n for n in nodelist.get_nodes_by_type(BlockNode)})
+        inside = _block_nodes(nodelist)
+        self.blocks = tuple(dict.fromkeys(n.name for n in inside))  # the {% block %}s inside the fragment
+        self._own_blocks = BlockContext()  # what renders without {% extends %}
+        self._own_blocks.add_blocks({n.name: n for n in inside})
         self.uses_super = uses_super  # whether it shows {{ block.super }}
 
     def __repr__(self) -> str:
@@ -283,9 +283,13 @@ def _block_source(block: BlockNode) -> tuple[str, tuple[str, ...]]:
     known = _BLOCK_SOURCES.get(block)
     if known is None:
         text = keys.exact((_template_name(getattr(block, "origin", None)), block.name, _nodes_text(block.nodelist)))
-        inner = tuple(n.name for n in block.nodelist.get_nodes_by_type(BlockNode))
+        inner = tuple(n.name for n in _block_nodes(block.nodelist))
         known = _BLOCK_SOURCES[block] = (keys.digest(text), inner)
     return known
+
+
+def _block_nodes(nodelist: NodeList) -> list[BlockNode]:
+    return [n for n in nodelist.get_nodes_by_type(BlockNode) if isinstance(n, BlockNode)]
 
 
 def _template_name(origin: Origin | None) -> str:
@@ -361,8 +365,7 @@ def do_cachefragment(parser: Parser, token: Token) -> CacheFragmentNode:
     nodelist, body = _body_source(parser, lambda: parser.parse(("endcachefragment",)))
     parser.delete_first_token()
     source = keys.digest(keys.exact((_template_name(parser.origin), token.contents, body)))
-    blocks = tuple(dict.fromkeys(n.name for n in nodelist.get_nodes_by_type(BlockNode)))
-    return CacheFragmentNode(name, objects, options, nodelist, source, loop, blocks, "block.super" in body)
+    return CacheFragmentNode(name, objects, options, nodelist, source, loop, "block.super" in body)
 
 
 def _check_option(tag: str, first: str, keyword: str, text: str, expr: FilterExpression) -> None:

@@ -169,8 +169,9 @@ def cached(
 
     ``tags`` may be a callable of the function's arguments; ``depends_on`` takes
     models (any write to them) and instances (any change to that row); ``key``
-    names the entry, as a format string over the arguments or a callable, so
-    ``invalidate_pattern`` can reach it.
+    names the entry, as a format string over the arguments (checked against the
+    signature here) or a callable, so ``invalidate_pattern`` can reach it. A name
+    belongs to its function, and is hashed unless short and plain (``keys.name_part``).
     """
     if callable(timeout) and not isinstance(timeout, type):
         return cached()(timeout)

@@ -1,15 +1,35 @@
 """cached(key=...): names namespaced by their function, hashed names that no plain name
 equals, the template checked when decorating, keys any backend takes."""
 
+import functools
+import os
+
 import pytest
 
 from django_cachekit import cached, invalidate_pattern
 from django_cachekit.core import keys
 from django_cachekit.core import protocol as core
+from tests import httpviews
 from tests.conftest import needs_redis
-from tests.test_api import counting
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def counting(func):
+    calls = []
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        calls.append((args, kwargs))
+        return func(*args, **kwargs)
+
+    wrapper.calls = calls
+    return wrapper
+
+
+def assert_breaker_closed():
+    breaker = core.runtime().breaker
+    assert breaker.failures == 0 and not breaker.is_open
 
 
 def test_two_functions_with_one_key_template_have_their_own_entries():
@@ -139,8 +159,7 @@ def test_any_name_is_stored_and_hit_and_the_breaker_stays_closed(bad):
         assert echo(bad) == bad
         assert raw(bad) == bad
     assert len(echo.__wrapped__.calls) == len(raw.__wrapped__.calls) == 1
-    breaker = core.runtime().breaker
-    assert breaker.failures == 0 and not breaker.is_open
+    assert_breaker_closed()
     echo.invalidate(bad)
     assert echo(bad) == bad
     assert len(echo.__wrapped__.calls) == 2
@@ -148,8 +167,6 @@ def test_any_name_is_stored_and_hit_and_the_breaker_stays_closed(bad):
 
 
 def test_a_value_the_cache_refuses_does_not_open_the_breaker():
-    import os
-
     @cached(key="big:{n}")
     @counting
     def big(n):
@@ -157,8 +174,7 @@ def test_a_value_the_cache_refuses_does_not_open_the_breaker():
 
     for n in range(10):
         assert len(big(n)) == 3 * 1024 * 1024
-    breaker = core.runtime().breaker
-    assert breaker.failures == 0 and not breaker.is_open
+    assert_breaker_closed()
 
     @cached(key="small")
     @counting
@@ -170,12 +186,9 @@ def test_a_value_the_cache_refuses_does_not_open_the_breaker():
 
 
 def test_a_cached_response_for_any_query_string_is_stored_and_hit(rf):
-    from tests import httpviews
-
     before = httpviews.RENDERS["listing"]
     odd = {"q": "a b\n\x01" + "x" * 300}
     for _ in range(10):
         assert httpviews.listing(rf.get("/listing/", odd)).status_code == 200
     assert httpviews.RENDERS["listing"] == before + 1
-    breaker = core.runtime().breaker
-    assert breaker.failures == 0 and not breaker.is_open
+    assert_breaker_closed()

@@ -121,3 +121,4 @@ def test_any_fragment_name_is_stored_and_hit_and_the_breaker_stays_closed(name):
     assert len(rendered) == 1
     breaker = core.runtime().breaker
     assert breaker.failures == 0 and not breaker.is_open
+    assert not core.runtime().lost_invalidations

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable, Iterable
+import re
+import string
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar, cast
 
 from django.db import DEFAULT_DB_ALIAS, connections, models
@@ -98,7 +100,8 @@ def invalidate_pattern(pattern: str, using: str | None = None) -> int:
 def _matching_tags(pattern: str) -> list[str]:
     """The tags with a version whose names match ``pattern``: ``cached(key=...)`` names and user tags."""
     store = protocol.runtime().store
-    names = store.match_tags(keys.call_tag(keys.entry_key(_function_schema(), keys.NAMED, pattern)), keys.version_key)
+    named = keys.entry_key(_function_schema(), keys.NAMED, keys.named_pattern(pattern))
+    names = store.match_tags(keys.call_tag(named), keys.version_key)
     return [*names, *store.match_tags(keys.user_tag_pattern(pattern), keys.version_key)]
 
 
@@ -116,6 +119,46 @@ def _function_schema() -> str:
     return keys.digest(f"functions:{conf.VERSION}", size=5)
 
 
+def _key_fields(template: str, where: str) -> Iterator[str]:
+    """The first names of the fields of a ``cached(key=...)`` format string, nested ones included."""
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise ValueError(f"cached() key {template!r} of {where} is not a valid format string: {exc}.") from None
+    for _, field, spec, conversion in parsed:
+        if field is None:
+            continue
+        if conversion not in (None, "r", "s", "a"):
+            raise ValueError(f"cached() key {template!r} of {where} has an unknown conversion !{conversion}.")
+        yield re.match(r"[^.\[]*", field).group()  # type: ignore[union-attr]
+        if spec:
+            yield from _key_fields(spec, where)
+
+
+def _check_key(template: str, name: str, signature: inspect.Signature, varkw: str | None) -> None:
+    """A key template names only the function's arguments: checked when decorating, not at the first call."""
+    for field in _key_fields(template, name):
+        if not field or field.isdigit():
+            raise ValueError(
+                f"cached() key {template!r} of {name} has the positional field {{{field}}}; "
+                "name the function's arguments instead."
+            )
+        if field not in signature.parameters and varkw is None:
+            raise ValueError(
+                f"cached() key {template!r} names {field!r}, which is not an argument of {name}{signature}."
+            )
+
+
+def _format_key(template: str, name: str, arguments: dict[str, Any], varkw: str | None) -> str:
+    values = {**arguments[varkw], **arguments} if varkw is not None and varkw in arguments else arguments
+    try:
+        return template.format_map(values)
+    except KeyError as exc:  # only a name for **kwargs that this call does not pass
+        raise TypeError(
+            f"cached() key {template!r} of {name} needs {exc.args[0]!r}, which this call does not pass."
+        ) from None
+
+
 def cached(
     timeout: Any = _DEFAULT,
     tags: Iterable[str] | Callable[..., Iterable[str]] = (),
@@ -126,8 +169,9 @@ def cached(
 
     ``tags`` may be a callable of the function's arguments; ``depends_on`` takes
     models (any write to them) and instances (any change to that row); ``key``
-    names the entry, as a format string over the arguments or a callable, so
-    ``invalidate_pattern`` can reach it.
+    names the entry, as a format string over the arguments (checked against the
+    signature here) or a callable, so ``invalidate_pattern`` can reach it. A name
+    belongs to its function, and is hashed unless short and plain (``keys.name_part``).
     """
     if callable(timeout) and not isinstance(timeout, type):
         return cached()(timeout)
@@ -145,6 +189,9 @@ def cached(
         signature = inspect.signature(func)
         name = f"{func.__module__}.{func.__qualname__}"
         dep_tags: list[str] | None = None
+        varkw = next((p.name for p in signature.parameters.values() if p.kind is p.VAR_KEYWORD), None)
+        if isinstance(key, str):
+            _check_key(key, name, signature, varkw)
 
         def entry_key(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
             bound = signature.bind(*args, **kwargs)
@@ -153,10 +200,10 @@ def cached(
                 # Raises keys.Unencodable for an argument without an exact encoding: such a call has no key.
                 described = keys.exact((name, tuple(bound.arguments.items())))
                 return keys.entry_key(_function_schema(), keys.FUNCTION, keys.digest(described))
-            given = key(*args, **kwargs) if callable(key) else key.format(**bound.arguments)
+            given = key(*args, **kwargs) if callable(key) else _format_key(key, name, bound.arguments, varkw)
             if not isinstance(given, str) or not given:
                 raise ValueError(f"cached() key for {name} must give a non-empty string, not {given!r}.")
-            return keys.entry_key(_function_schema(), keys.NAMED, keys.safe_part(given) if " " in given else given)
+            return keys.entry_key(_function_schema(), keys.NAMED, keys.named_rest(name, given))
 
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:

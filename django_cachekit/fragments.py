@@ -55,20 +55,27 @@ def _schema() -> str:
     return keys.digest(f"fragments:{conf.VERSION}", size=5)
 
 
-def _instances(value: Any, what: str) -> list[models.Model | None]:
-    """``value`` as a list of saved instances (None kept: "no object" is part of the key)."""
+def _identities(value: Any, what: str, entry_tags: list[str]) -> Any:
+    """What names ``value`` in a key: an instance's identity, None, or a list of them, nested as given.
+
+    A list stays a list, so ``x, y`` and ``x, [y]`` are different fragments;
+    the tags of every instance are added to ``entry_tags``.
+    """
     if value is None:
-        return [None]
+        return None  # "no object" is part of the key
     if isinstance(value, models.Model):
         if value.pk is None:
             raise ValueError(f"{what} is an unsaved {type(value).__name__}, which has no version yet: {value!r}.")
-        return [value]
+        info = meta.info(type(value))
+        pk = info.pk_value(value.pk)
+        entry_tags += info.version_tags(pk)
+        return (info.label, info.schema, keys.safe_part(pk))
     if isinstance(value, (list, tuple, models.QuerySet)):
-        found: list[models.Model | None] = []
+        found: list[Any] = []
         for i, item in enumerate(value):
             if not isinstance(item, models.Model):
                 raise TypeError(f"{what}[{i}] must be a model instance, not {type(item).__name__} {item!r}.")
-            found += _instances(item, f"{what}[{i}]")
+            found.append(_identities(item, f"{what}[{i}]", entry_tags))
         return found
     raise TypeError(
         f"{what} must be a saved model instance, a list of them or None, not {type(value).__name__} {value!r}."
@@ -116,14 +123,7 @@ def fragment(
     entry_tags: list[str] = []
     for i, value in enumerate(objects):
         what = labels[i] if labels is not None and i < len(labels) else f"object {i + 1}"
-        for obj in _instances(value, what):
-            if obj is None:
-                identities.append(None)
-                continue
-            info = meta.info(type(obj))
-            pk = info.pk_value(obj.pk)
-            identities.append((info.label, info.schema, keys.safe_part(pk)))
-            entry_tags += info.version_tags(pk)
+        identities.append(_identities(value, what, entry_tags))
     entry_tags += keys.user_tags(tags)
     entry_tags.append(keys.GLOBAL_TAG)
     _check_vary(vary, "vary")

@@ -37,6 +37,32 @@ def digest(data: str, size: int = 16) -> str:
     return hashlib.blake2b(data.encode(), digest_size=size).hexdigest()
 
 
+# A name a user gives (``cached(key=...)``): kept as it is when every backend takes it, else hashed.
+_SAFE_NAME = re.compile(r"[A-Za-z0-9_.:\-/@=,+]{1,128}\Z")
+FUNCTION_ID_SIZE = 6  # bytes of a function's digest in its named keys
+
+
+def name_part(name: str) -> str:
+    """``name`` as a key part: itself when it is short and made of characters Memcached takes
+    (no space, no control character), else ``#`` and its digest; no name kept as it is has a ``#``."""
+    return name if _SAFE_NAME.match(name) else "#" + digest(name)
+
+
+def function_id(qualified_name: str) -> str:
+    """The part of a ``cached(key=...)`` key that names its function (``module.qualname``)."""
+    return digest(qualified_name, size=FUNCTION_ID_SIZE)
+
+
+def named_rest(function: str, name: str) -> str:
+    """The rest of a ``cached(key=...)`` entry key: the function's id, then the name."""
+    return f"{function_id(function)}:{name_part(name)}"
+
+
+def named_pattern(pattern: str) -> str:
+    """The glob over the rest of named entry keys that matches names matching ``pattern``, of any function."""
+    return "?" * (2 * FUNCTION_ID_SIZE) + ":" + pattern
+
+
 def safe_part(value: Any) -> str:
     text = str(value)
     if type(value) is int or _SAFE.match(text):
@@ -128,7 +154,7 @@ def user_tag_pattern(pattern: str) -> str:
 OBJECT = "o"  # a row by primary key: "<db>:<pk>"
 QUERY = "q"  # a queryset: "<db>:<digest>"
 FUNCTION = "f"  # a @cached call: "<digest>"
-NAMED = "k"  # a @cached(key=...) call: its name
+NAMED = "k"  # a @cached(key=...) call: "<function id>:<name>"
 FRAGMENT = "fr"  # a template fragment: "<digest>"
 RESPONSE = "h"  # a cache_response view: "<digest>"
 
@@ -308,8 +334,8 @@ CALL_TAG_KIND = "c"  # the tag of one ``@cached`` call's entry
 def call_tag(entry_key: str) -> str:
     """The tag of one ``@cached`` call's entry, named from its key without the prefix and schema.
 
-    ``c:k:<name>`` for a ``cached(key=...)`` name, so ``invalidate_pattern`` finds
-    the version keys of matching names by SCAN; ``c:f:<digest>`` otherwise. The
+    ``c:k:<function id>:<name>`` for a ``cached(key=...)`` name, so ``invalidate_pattern``
+    finds the version keys of matching names by SCAN; ``c:f:<digest>`` otherwise. The
     version key is shorter than the entry key, so it is valid wherever the entry key is.
     """
     return f"{CALL_TAG_KIND}:{entry_key.removeprefix(conf.KEY_BASE).partition(':')[2]}"

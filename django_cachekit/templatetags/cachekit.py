@@ -3,21 +3,25 @@
 ``{% cachefragment "name" obj1 obj2 ... timeout=600 tags="a,b" vary=value %}...{% endcachefragment %}``
 
 The work is done by ``django_cachekit.fragments``; this module parses the tag,
-checks what it can when the template is compiled, and prefetches the entries of
-a fragment inside ``{% for %}`` for every item of the loop in one round trip.
+checks what it can when the template is compiled, keys a fragment on the blocks
+that actually render inside it (a child template's overrides), and prefetches
+the entries of a fragment inside ``{% for %}`` for every item of the loop in one
+round trip.
 """
 
 from __future__ import annotations
 
 import re
+import weakref
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
 from django import template
 from django.db.models import QuerySet
-from django.template.base import FilterExpression, Node, NodeList, Parser, Token, TokenType, Variable
+from django.template.base import FilterExpression, Node, NodeList, Origin, Parser, Token, TokenType, Variable
 from django.template.context import Context
+from django.template.loader_tags import BLOCK_CONTEXT_KEY, BlockContext, BlockNode
 from django.utils.safestring import SafeString, mark_safe
 
 from django_cachekit import fragments
@@ -68,6 +72,7 @@ class CacheFragmentNode(Node):
         nodelist: NodeList,
         source: str,
         loop: Loop | None,
+        uses_super: bool = False,
     ) -> None:
         self.name = name
         self.objects = objects
@@ -75,6 +80,11 @@ class CacheFragmentNode(Node):
         self.nodelist = nodelist
         self.source = source
         self.loop = loop
+        inside = _block_nodes(nodelist)
+        self.blocks = tuple(dict.fromkeys(n.name for n in inside))  # the {% block %}s inside the fragment
+        self._own_blocks = BlockContext()  # what renders without {% extends %}
+        self._own_blocks.add_blocks({n.name: n for n in inside})
+        self.uses_super = uses_super  # whether it shows {{ block.super }}
 
     def __repr__(self) -> str:
         return f"<CacheFragmentNode {self.name!r}>"
@@ -102,10 +112,27 @@ class CacheFragmentNode(Node):
         if "vary" in self.options:
             vary = self.options["vary"][1].resolve(context)
         try:
-            frag = fragments.fragment(self.name, values, source=self.source, tags=tags, vary=vary, labels=labels)
+            frag = fragments.fragment(
+                self.name, values, source=self._source(context), tags=tags, vary=vary, labels=labels
+            )
         except (TypeError, ValueError) as exc:
             raise self._error(str(exc)) from None
         return frag, timeout
+
+    def _source(self, context: Context) -> str:
+        """The digest of the template text this render shows: the tag's own, and when it is
+        rendered for a child template, every block that can render inside it (the child's
+        overrides, and what ``{{ block.super }}`` shows)."""
+        if not self.blocks and not self.uses_super:
+            return self.source
+        block_context = context.render_context.get(BLOCK_CONTEXT_KEY)
+        if not isinstance(block_context, BlockContext):  # no {% extends %}: its own blocks render
+            block_context = self._own_blocks
+        names = list(self.blocks)
+        enclosing = context.get("block")
+        if self.uses_super and isinstance(enclosing, BlockNode):
+            names.append(enclosing.name)  # its supers are what is left of its name's blocks
+        return keys.digest(keys.exact((self.source, _resolved_blocks(block_context, names))))
 
     def _tags(self, text: str, value: Any) -> list[str]:
         if value is None:
@@ -232,6 +259,59 @@ def _body_source(parser: Parser, parse: Any) -> tuple[NodeList, str]:
     return nodelist, text
 
 
+_BLOCK_SOURCES: weakref.WeakKeyDictionary[BlockNode, tuple[str, tuple[str, ...]]] = weakref.WeakKeyDictionary()
+
+
+def _resolved_blocks(block_context: BlockContext, names: list[str]) -> list[str]:
+    """The digests of the blocks of ``names`` that this render can show, and of the blocks inside them."""
+    found: list[str] = []
+    seen: set[str] = set()
+    while names:
+        name = names.pop(0)
+        if name in seen:
+            continue
+        seen.add(name)
+        for block in block_context.blocks.get(name, ()):  # the override last, then what block.super shows
+            described, inner = _block_source(block)
+            found.append(described)
+            names += inner
+    return found
+
+
+def _block_source(block: BlockNode) -> tuple[str, tuple[str, ...]]:
+    """A digest of a block's template name and text, and the names of the blocks inside it (once per compilation)."""
+    known = _BLOCK_SOURCES.get(block)
+    if known is None:
+        text = keys.exact((_template_name(getattr(block, "origin", None)), block.name, _nodes_text(block.nodelist)))
+        inner = tuple(n.name for n in _block_nodes(block.nodelist))
+        known = _BLOCK_SOURCES[block] = (keys.digest(text), inner)
+    return known
+
+
+def _block_nodes(nodelist: NodeList) -> list[BlockNode]:
+    return [n for n in nodelist.get_nodes_by_type(BlockNode) if isinstance(n, BlockNode)]
+
+
+def _template_name(origin: Origin | None) -> str:
+    # A plain str: the name of a template loaded by {% extends %} is a SafeString, and keys tell types apart.
+    return str.__str__((origin.template_name or origin.name) or "") if origin is not None else ""
+
+
+def _nodes_text(nodelist: NodeList) -> list[Any]:
+    """The tokens the nodes were parsed from, nested as the nodes are."""
+    text: list[Any] = []
+    for node in nodelist:
+        token = getattr(node, "token", None)
+        text.append((type(node).__name__, str.__str__(token.contents) if isinstance(token, Token) else ""))
+        for condition, _ in getattr(node, "conditions_nodelists", ()):  # {% elif %} keeps no token
+            text.append(repr(condition))
+        for attr in node.child_nodelists:
+            child = getattr(node, attr, None)
+            if isinstance(child, NodeList):
+                text.append(_nodes_text(child))
+    return text
+
+
 @register.tag("cachefragment")
 def do_cachefragment(parser: Parser, token: Token) -> CacheFragmentNode:
     """``{% cachefragment "name" obj ... timeout=600 tags="a,b" vary=value %}...{% endcachefragment %}``
@@ -284,10 +364,8 @@ def do_cachefragment(parser: Parser, token: Token) -> CacheFragmentNode:
     loop = _enclosing_loop(parser, exprs)
     nodelist, body = _body_source(parser, lambda: parser.parse(("endcachefragment",)))
     parser.delete_first_token()
-    origin = parser.origin
-    where = (origin.template_name or origin.name) if origin is not None else ""
-    source = keys.digest(keys.exact((where, token.contents, body)))
-    return CacheFragmentNode(name, objects, options, nodelist, source, loop)
+    source = keys.digest(keys.exact((_template_name(parser.origin), token.contents, body)))
+    return CacheFragmentNode(name, objects, options, nodelist, source, loop, "block.super" in body)
 
 
 def _check_option(tag: str, first: str, keyword: str, text: str, expr: FilterExpression) -> None:

@@ -260,9 +260,15 @@ def conditional(
 
     ``per_user=True`` (the default): a request carrying credentials (a session
     cookie or an Authorization header) gets validators of its own, so one
-    user's ETag never earns another user a 304. ``per_user=False``: every
-    request shares the validators, except for responses that vary on Cookie or
-    Authorization. A callable of the request gives the identity to key on.
+    user's ETag never earns another user a 304, and the response varies on
+    the headers they came from. ``per_user=False``: every request shares the
+    validators, except for personal responses (private in any case, setting a
+    cookie, varying on Cookie or Authorization, reading the session). A
+    callable of the request gives the identity to key on.
+
+    A 304 needs a validator of this identity: its ETag, or an If-Modified-Since
+    that is exactly the Last-Modified recorded for that ETag. It carries the
+    Vary and Cache-Control of the view's last 200 in this process.
     """
     what = "conditional()"
     rows: list[type[models.Model]] = []

@@ -1,6 +1,6 @@
 """What the HTTP decorators need from the cache: validators derived from tag
-versions, Last-Modified times recorded per version digest, and responses
-frozen into cache entries.
+versions, Last-Modified times recorded per validator digest (plain text, at
+most one per page and second), and responses frozen into cache entries.
 """
 
 from __future__ import annotations
@@ -161,7 +161,7 @@ def last_modified(page: str, digest: str, personal: bool, read_started: float, r
     ok, added = rt.call(store.plain_add, claim, digest, CLAIM_TIMEOUT)
     if ok and not added:
         ok, holders = rt.call(store.plain_get_many, [claim])
-        added = bool(holders) and holders[0] == digest  # type: ignore[index]
+        added = holders == [digest]
     if not ok or not added:
         return None
     ok, added = rt.call(store.plain_add, record, str(second), min(timeout, PERSONAL_TIMEOUT) if personal else timeout)
@@ -169,7 +169,7 @@ def last_modified(page: str, digest: str, personal: bool, read_started: float, r
         return None
     if not added:  # recorded meanwhile by another request for the same digest
         ok, again = rt.call(store.plain_get_many, [record])
-        return _second(again[0]) if ok and again else None
+        return _second(again[0]) if again else None
     rt.call(store.plain_set, high, str(second), timeout)
     return second
 

@@ -23,9 +23,10 @@ from typing import Any, TypeVar, cast
 from asgiref.sync import iscoroutinefunction, sync_to_async
 from django.core.exceptions import ImproperlyConfigured, SuspiciousOperation, ValidationError
 from django.db import models
-from django.http import HttpRequest, HttpResponseBase
-from django.utils.cache import get_conditional_response, patch_cache_control, patch_vary_headers
-from django.utils.http import http_date, parse_etags, quote_etag
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, HttpResponseNotModified
+from django.utils.cache import patch_cache_control, patch_vary_headers
+from django.utils.http import http_date, parse_etags, parse_http_date_safe, quote_etag
+from django.utils.log import log_response
 
 from django_cachekit.core import arguments, events, flow, keys, protocol
 from django_cachekit.core.settings import conf
@@ -197,11 +198,14 @@ def cache_headers(
                 del response.headers["Cache-Control"]
                 setattr(response, _DEFAULT_CC_ATTR, False)
             chosen = directives
-            if (public or s_maxage is not None) and responses.sets_cookie(request, response):
+            if (public or s_maxage is not None) and _never_shared(request, response, vary_on):
                 chosen = shared  # patch_cache_control drops "public" when it adds "private"
             patch_cache_control(response, **chosen)
+            if chosen is directives and (public or s_maxage is not None) and request.META.get("HTTP_AUTHORIZATION"):
+                # A shared cache may store a public answer to a request with credentials: key it on them.
+                responses.add_vary(response, ["Authorization"])
         if vary_on:
-            patch_vary_headers(response, vary_on)
+            responses.add_vary(response, vary_on)
 
     def decorator(view: V) -> V:
         if iscoroutinefunction(view):
@@ -225,6 +229,16 @@ def cache_headers(
     return decorator
 
 
+def _never_shared(request: HttpRequest, response: HttpResponseBase, vary_on: tuple[str, ...]) -> bool:
+    # A cookie set, a view's own "private" (any case) or a Vary no cache can match keep a response private.
+    return (
+        responses.sets_cookie(request, response)
+        or "private" in responses.cache_control(response)
+        or "*" in responses.vary_headers(response)
+        or "*" in vary_on
+    )
+
+
 # -- conditional ------------------------------------------------------------------------
 
 
@@ -246,9 +260,15 @@ def conditional(
 
     ``per_user=True`` (the default): a request carrying credentials (a session
     cookie or an Authorization header) gets validators of its own, so one
-    user's ETag never earns another user a 304. ``per_user=False``: every
-    request shares the validators, except for responses that vary on Cookie or
-    Authorization. A callable of the request gives the identity to key on.
+    user's ETag never earns another user a 304, and the response varies on
+    the headers they came from. ``per_user=False``: every request shares the
+    validators, except for personal responses (private in any case, setting a
+    cookie, varying on Cookie or Authorization, reading the session). A
+    callable of the request gives the identity to key on.
+
+    A 304 needs a validator of this identity: its ETag, or an If-Modified-Since
+    that is exactly the Last-Modified recorded for that ETag. It carries the
+    Vary and Cache-Control of the view's last 200 in this process.
     """
     what = "conditional()"
     rows: list[type[models.Model]] = []
@@ -305,6 +325,11 @@ def conditional(
         if rows:
             _check_kwarg(view, cast(str, url_kwarg), name)
 
+        # What this process's last 200 of the view carried besides validators (its own
+        # Vary and Cache-Control), by whether its validators were personal: a 304 sends
+        # the headers its 200 would have (RFC 9110, section 15.4.5).
+        sent: dict[bool, tuple[list[str], str | None]] = {}
+
         def start(request: HttpRequest, args: tuple[Any, ...], kwargs: dict[str, Any], sync: bool) -> Flow:
             if not protocol.reading():
                 return (yield)
@@ -317,6 +342,7 @@ def conditional(
             if versions is None:  # the cache is unavailable: answer as if there were no validators
                 return (yield)
             meta_ = request.META
+            carried: tuple[str, ...] = ()  # the request headers an identity's validators depend on
             if callable(per_user):
                 value = per_user(request)
                 try:
@@ -326,54 +352,118 @@ def conditional(
                     return (yield)
             else:
                 credentials = responses.identity(request)
+                carried = responses.credential_headers(request)
             personal = responses.digests(name, tags_, versions, credentials)
             shared = (
                 personal if per_user is not False or not credentials else responses.digests(name, tags_, versions, "")
             )
+            page = responses.page_scope(name, tags_)
+            pairs = [personal] if shared is personal else [personal, shared]
+            safe = request.method in ("GET", "HEAD")
+            modified_since = (
+                _date(meta_, "HTTP_IF_MODIFIED_SINCE") if safe and not meta_.get("HTTP_IF_NONE_MATCH") else None
+            )
+            unmodified_since = _date(meta_, "HTTP_IF_UNMODIFIED_SINCE") if not meta_.get("HTTP_IF_MATCH") else None
+            records: dict[str, int | None] = {}
+            if modified_since is not None or unmodified_since is not None:
+                records = dict(zip((p[1] for p in pairs), responses.recorded([p[1] for p in pairs])))
             chosen = personal
             if shared is not personal:
                 asked = parse_etags(meta_.get("HTTP_IF_NONE_MATCH", "")) + parse_etags(meta_.get("HTTP_IF_MATCH", ""))
-                chosen = personal if quote_etag(personal[1]) in asked else shared
-            modified: dict[tuple[str, str], int | None] = {}
-
-            def last_modified(pair: tuple[str, str]) -> int | None:
-                if pair not in modified:
-                    modified[pair] = responses.last_modified(pair[0], pair[1], started, ended)
-                return modified[pair]
-
-            needs_time = (meta_.get("HTTP_IF_MODIFIED_SINCE") and not meta_.get("HTTP_IF_NONE_MATCH")) or (
-                meta_.get("HTTP_IF_UNMODIFIED_SINCE") and not meta_.get("HTTP_IF_MATCH")
-            )
-            early = get_conditional_response(
-                request, etag=quote_etag(chosen[1]), last_modified=last_modified(chosen) if needs_time else None
-            )
-            if early is not None:
-                if early.status_code == 304:
-                    early.headers["ETag"] = quote_etag(chosen[1])
-                    lm = modified.get(chosen)
-                    if lm:
-                        early.headers["Last-Modified"] = http_date(lm)
-                    _default_cache_control(early, bool(credentials) and chosen is personal)
+                by_etag = quote_etag(personal[1]) in {e.removeprefix("W/") for e in asked}
+                by_date = modified_since is not None and records.get(personal[1]) == modified_since
+                chosen = personal if by_etag or by_date else shared
+            is_personal = bool(credentials) and chosen is personal
+            status = _precondition(request, quote_etag(chosen[1]), records.get(chosen[1]), int(started))
+            if status == 412:
+                failed = HttpResponse(status=412)
+                log_response("Precondition Failed: %s", request.path, response=failed, request=request)
+                return failed
+            if status == 304:
+                early = HttpResponseNotModified()
+                early.headers["ETag"] = quote_etag(chosen[1])
+                lm = records.get(chosen[1])
+                if lm:
+                    early.headers["Last-Modified"] = http_date(lm)
+                vary, control = sent.get(is_personal, ([], None))
+                responses.add_vary(early, [*vary, *_credential_vary(request, carried, is_personal)])
+                if control is not None:
+                    early.headers["Cache-Control"] = control
+                else:
+                    _default_cache_control(early, is_personal)
                 return early
             response = yield
             if request.method in ("GET", "HEAD") and response.status_code == 200:
+                if "*" in responses.vary_headers(response):
+                    return response  # no cache can match it again: validators would earn nothing
                 pair = chosen
                 if shared is not personal:
-                    session = getattr(request, "session", None)
-                    varies = responses.varies_on_credentials(response) or bool(getattr(session, "accessed", False))
-                    pair = personal if varies else shared
+                    pair = personal if responses.personal(request, response) else shared
+                is_personal = bool(credentials) and pair is personal
+                own_control = None
+                if response.has_header("Cache-Control") and not getattr(response, _DEFAULT_CC_ATTR, False):
+                    own_control = response.headers["Cache-Control"]
                 if not response.has_header("ETag"):
                     response.headers["ETag"] = quote_etag(pair[1])
                 if not response.has_header("Last-Modified"):
-                    lm = last_modified(pair)
+                    lm = responses.last_modified(page, pair[1], is_personal, started, ended)
                     if lm:
                         response.headers["Last-Modified"] = http_date(lm)
-                _default_cache_control(response, bool(credentials) and pair is personal)
+                responses.add_vary(response, _credential_vary(request, carried, is_personal))
+                _default_cache_control(response, is_personal)
+                vary = responses.vary_tokens(response)
+                session = getattr(request, "session", None)
+                if getattr(session, "accessed", False):
+                    vary.append("Cookie")  # what the session middleware adds after the view
+                sent[is_personal] = (vary, own_control)
             return response
 
         return _wrap(view, start)
 
     return decorator
+
+
+def _credential_vary(request: HttpRequest, carried: tuple[str, ...], is_personal: bool) -> list[str]:
+    # Validators of an identity vary on the headers it came from; a page read with an
+    # Authorization header varies on it whatever the validators.
+    found = list(carried) if is_personal else []
+    if request.META.get("HTTP_AUTHORIZATION") and "Authorization" not in found:
+        found.append("Authorization")
+    return found
+
+
+def _date(meta: dict[str, Any], header: str) -> int | None:
+    value = meta.get(header)
+    return parse_http_date_safe(value) if value else None
+
+
+def _precondition(request: HttpRequest, etag: str, record: int | None, read_at: int) -> int | None:
+    """412, 304 or None for ``etag``, in the order of RFC 9110, section 13.2.2.
+
+    ``record`` is the Last-Modified recorded for this very ETag: If-Modified-Since
+    earns a 304 only when it is that date exactly (each second of a page is one
+    digest's, so an earlier or later date may be another identity's), never when
+    nothing is recorded. If-Unmodified-Since compares with the record, or with the
+    time of the read when there is none.
+    """
+    meta = request.META
+    if_match = parse_etags(meta.get("HTTP_IF_MATCH", ""))
+    if if_match:
+        if if_match != ["*"] and etag not in if_match:
+            return 412
+    else:
+        since = _date(meta, "HTTP_IF_UNMODIFIED_SINCE")
+        if since is not None and (record if record is not None else read_at) > since:
+            return 412
+    if_none_match = parse_etags(meta.get("HTTP_IF_NONE_MATCH", ""))
+    if if_none_match:
+        if if_none_match == ["*"] or etag in {e.removeprefix("W/") for e in if_none_match}:
+            return 304 if request.method in ("GET", "HEAD") else 412
+        return None
+    since = _date(meta, "HTTP_IF_MODIFIED_SINCE")
+    if since is not None and record == since and request.method in ("GET", "HEAD"):
+        return 304
+    return None
 
 
 def _default_cache_control(response: HttpResponseBase, personal: bool) -> None:

@@ -1,6 +1,6 @@
 """What the HTTP decorators need from the cache: validators derived from tag
-versions, Last-Modified times recorded per version digest, and responses
-frozen into cache entries.
+versions, Last-Modified times recorded per validator digest (plain text, at
+most one per page and second), and responses frozen into cache entries.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from typing import Any
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
-from django.utils.cache import has_vary_header
 from django.utils.crypto import salted_hmac
 
 from django_cachekit.core import keys, protocol
@@ -30,6 +29,9 @@ _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
 MAX_VARIANTS = 8
 # Seconds a claim on a second (see last_modified) is kept.
 CLAIM_TIMEOUT = 300
+# Seconds at most a Last-Modified record given to a request with credentials is kept.
+PERSONAL_TIMEOUT = 900
+_SECOND = re.compile(r"[0-9]{1,12}")
 # Part of every response entry's key: bump it when the shape of an entry changes.
 ENTRY_FORMAT = 1
 
@@ -62,14 +64,15 @@ def identity(request: HttpRequest) -> str:
 
 
 def vary_headers(response: HttpResponseBase) -> tuple[str, ...]:
-    """The lower-cased header names of the response's Vary, in order."""
+    """The lower-cased header names of the response's Vary, in order, however
+    they are spaced or spelled (``" Cookie , accept-language "``)."""
     if not response.has_header("Vary"):
         return ()
     return tuple(dict.fromkeys(h.strip().lower() for h in _COMMA.split(response.headers["Vary"]) if h.strip()))
 
 
 def varies_on_credentials(response: HttpResponseBase) -> bool:
-    return any(has_vary_header(response, h) for h in ("Cookie", "Authorization", "*"))
+    return bool({"*", *CREDENTIAL_HEADERS} & set(vary_headers(response)))
 
 
 def sets_cookie(request: HttpRequest, response: HttpResponseBase) -> bool:
@@ -84,6 +87,7 @@ def sets_cookie(request: HttpRequest, response: HttpResponseBase) -> bool:
 
 
 def cache_control(response: HttpResponseBase) -> set[str]:
+    """The lower-cased directive names of the response's Cache-Control."""
     value = response.headers.get("Cache-Control", "")
     return {d.strip().split("=", 1)[0].strip().lower() for d in _COMMA.split(value) if d.strip()}
 
@@ -94,56 +98,86 @@ def cache_control(response: HttpResponseBase) -> set[str]:
 def digests(view: str, tags: Sequence[str], versions: protocol.Versions, who: str) -> tuple[str, str]:
     """``(scope, digest)``: the scope names what is validated (the view, the tags
     and who asks); the digest adds the tags' current versions."""
-    scope = keys.digest(keys.exact((conf.VERSION, view, tuple(tags), who)))
+    scope = page_scope(view, tags, who)
     return scope, keys.digest(keys.exact((scope, tuple(versions[t] for t in tags))))
 
 
-def last_modified(scope: str, digest: str, read_started: float, read_ended: float) -> int | None:
-    """Last-Modified, in whole seconds, of the content whose versions hash to ``digest``.
+def page_scope(view: str, tags: Sequence[str], who: str = "") -> str:
+    """What is validated, for ``who`` (``""``: for requests without credentials,
+    and the page itself, whose seconds every identity's Last-Modified shares)."""
+    return keys.digest(keys.exact((conf.VERSION, view, tuple(tags), who)))
 
-    It is the second in which these versions were first read, recorded with
-    ``add`` so every process agrees and later reads keep it. Two digests of one
-    scope never share a second: each second is claimed once per scope, and a
-    digest whose second is taken gets no Last-Modified until a request in a
-    later second records one (its ETag works meanwhile). The recorded second is
-    the one in which the version read was served, so a newer digest never gets
-    an earlier time than an older one.
+
+def recorded(digests_: Sequence[str]) -> list[int | None]:
+    """The Last-Modified second recorded for each digest, None where there is none
+    (or the cache cannot say). Nothing is recorded here."""
+    rt = protocol.runtime()
+    if not digests_ or not rt.breaker.allow():
+        return [None] * len(digests_)
+    ok, found = rt.call(rt.store.plain_get_many, [keys.last_modified_keys("", d)[0] for d in digests_])
+    if not ok or found is None:
+        return [None] * len(digests_)
+    return [_second(value) for value in found]
+
+
+def last_modified(page: str, digest: str, personal: bool, read_started: float, read_ended: float) -> int | None:
+    """Last-Modified, in whole seconds, of the content whose validators hash to ``digest``.
+
+    It is the second in which these versions were first sent to this identity,
+    recorded with ``add`` so every process agrees and later reads keep it. Each
+    second of a ``page`` is claimed once, whoever asks: two digests of one page
+    (other versions, or another identity's) never share a second, so a date
+    identifies one digest, and a page gains at most one record per second
+    however many identities ask. A digest whose second is taken gets no
+    Last-Modified until a request in a later second records one (its ETag
+    works meanwhile). The recorded second is the one in which the version read
+    was served, so a newer digest never gets an earlier time than an older one.
+
+    Records are plain decimal text: on Redis they are read raw, never through
+    the cache's serializer; anything else found there is no record.
     """
     rt = protocol.runtime()
     if not rt.breaker.allow():
         return None
-    cache = rt.store.cache
-    record, high = keys.last_modified_keys(scope, digest)
-    ok, found = rt.call(cache.get_many, [record, high])
+    store = rt.store
+    record, high = keys.last_modified_keys(page, digest)
+    ok, found = rt.call(store.plain_get_many, [record, high])
     if not ok or found is None:
         return None
-    value = found.get(record)
-    if isinstance(value, int):
+    value = _second(found[0])
+    if value is not None:
         return value
     second = int(read_started)
     if int(read_ended) != second:
         return None  # the read straddled two seconds: leave it to a later request
-    previous = found.get(high)
-    if isinstance(previous, int) and second <= previous:
+    previous = _second(found[1])
+    if previous is not None and second <= previous:
         return None  # this second (or a later one) is already another digest's
     # A lost record is recorded again at a later second, which is safe: records
-    # live as long as entries, claims only as long as clocks may disagree.
+    # live as long as entries (an identity's a short while: it may never come back),
+    # claims only as long as clocks may disagree.
     timeout = conf.TIMEOUT or conf.TAG_TIMEOUT
-    claim = keys.last_modified_claim(scope, second)
-    ok, added = rt.call(cache.add, claim, digest, CLAIM_TIMEOUT)
+    claim = keys.last_modified_claim(page, second)
+    ok, added = rt.call(store.plain_add, claim, digest, CLAIM_TIMEOUT)
     if ok and not added:
-        ok, holder = rt.call(cache.get, claim)
-        added = holder == digest
+        ok, holders = rt.call(store.plain_get_many, [claim])
+        added = holders == [digest]
     if not ok or not added:
         return None
-    ok, added = rt.call(cache.add, record, second, timeout)
+    ok, added = rt.call(store.plain_add, record, str(second), min(timeout, PERSONAL_TIMEOUT) if personal else timeout)
     if not ok:
         return None
     if not added:  # recorded meanwhile by another request for the same digest
-        ok, value = rt.call(cache.get, record)
-        return value if ok and isinstance(value, int) else None
-    rt.call(cache.set, high, second, timeout)
+        ok, again = rt.call(store.plain_get_many, [record])
+        return _second(again[0]) if again else None
+    rt.call(store.plain_set, high, str(second), timeout)
     return second
+
+
+def _second(value: str | None) -> int | None:
+    if value is None or not _SECOND.fullmatch(value):
+        return None
+    return int(value)
 
 
 def now() -> float:
@@ -414,3 +448,55 @@ def admits_variant(view: str, key: str, bound: int | None, window: int) -> bool:
         rt.call(cache.add, counter, 0, window)
         rt.call(cache.incr, counter)
     return True
+
+
+# -- conditional's checks ---------------------------------------------------------------
+
+
+def credential_headers(request: HttpRequest) -> tuple[str, ...]:
+    """The request headers ``identity`` read a value from: what a response whose
+    validators are this identity's varies on."""
+    found: list[str] = []
+    if request.COOKIES.get(settings.SESSION_COOKIE_NAME):
+        found.append("Cookie")
+    if request.META.get("HTTP_AUTHORIZATION"):
+        found.append("Authorization")
+    return tuple(found)
+
+
+def personal(request: HttpRequest, response: HttpResponseBase) -> bool:
+    """Whether the response is for the identity that asked: marked private (in any
+    case), setting a cookie, varying on Cookie, Authorization or ``*``, or drawn
+    from the session."""
+    session = getattr(request, "session", None)
+    return (
+        "private" in cache_control(response)
+        or sets_cookie(request, response)
+        or varies_on_credentials(response)
+        or bool(getattr(session, "accessed", False))
+    )
+
+
+def vary_tokens(response: HttpResponseBase) -> list[str]:
+    """The header names of the response's Vary as written, trimmed."""
+    return [h.strip() for h in _COMMA.split(response.headers.get("Vary", "")) if h.strip()]
+
+
+def add_vary(response: HttpResponseBase, names: Iterable[str]) -> None:
+    """Add ``names`` to the response's Vary, each once whatever the case and spacing
+    of what is there; ``*`` stands alone."""
+    present = vary_tokens(response)
+    lowered = {h.lower() for h in present}
+    if "*" in lowered:
+        return
+    added: list[str] = []
+    for name in names:
+        if name.lower() not in lowered:
+            added.append(name)
+            lowered.add(name.lower())
+    if not added:
+        return
+    if "*" in added:
+        response.headers["Vary"] = "*"
+        return
+    response.headers["Vary"] = ", ".join([*present, *added])

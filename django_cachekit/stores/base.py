@@ -307,6 +307,21 @@ class Store:
         fields = cache.get(f"{group}index") or []
         cache.delete_many([*(_counter_key(group, field) for field in fields), f"{group}index", f"{group}big"])
 
+    # -- plain records: short text (the HTTP layer's Last-Modified seconds), never an entry ------
+
+    def plain_get_many(self, keys: Sequence[str]) -> list[str | None]:
+        """The text stored under each key by ``plain_add``/``plain_set``; None where the
+        key is missing or holds anything else."""
+        found = self.cache.get_many(list(keys))
+        return [value if type(value) is str else None for value in (found.get(k) for k in keys)]
+
+    def plain_add(self, key: str, value: str, timeout: int | None) -> bool:
+        """Store ``value`` unless ``key`` exists; whether it was stored."""
+        return bool(self.cache.add(key, value, timeout))
+
+    def plain_set(self, key: str, value: str, timeout: int | None) -> None:
+        self.cache.set(key, value, timeout)
+
 
 def _counter_key(group: str, field: str) -> str:
     return f"{group}c:{hashlib.blake2b(field.encode(), digest_size=10).hexdigest()}"

@@ -596,3 +596,26 @@ class RedisStore(Store):
         hash_key = self._totals_key(f"{group}counts")
         names = {(f.decode() if isinstance(f, bytes) else f).rpartition("|")[0] for f in self.client.hkeys(hash_key)}
         self.client.delete(hash_key, *(self._totals_key(f"{group}big:{name}") for name in names))
+
+    # -- plain records: Redis strings written and read raw, never through a serializer --------------
+
+    def plain_get_many(self, keys: Sequence[str]) -> list[str | None]:
+        raw = self.command("MGET", *(self._make_key(k) for k in keys)) if keys else []
+        return [_plain(value) for value in raw]
+
+    def plain_add(self, key: str, value: str, timeout: int | None) -> bool:
+        expiry = ("PX", timeout * 1000) if timeout else ()
+        return self.command("SET", self._make_key(key), value, "NX", *expiry) is not None
+
+    def plain_set(self, key: str, value: str, timeout: int | None) -> None:
+        expiry = ("PX", timeout * 1000) if timeout else ()
+        self.command("SET", self._make_key(key), value, *expiry)
+
+
+def _plain(raw: Any) -> str | None:
+    if isinstance(raw, bytes):
+        try:
+            return raw.decode("ascii")
+        except UnicodeDecodeError:
+            return None
+    return raw if isinstance(raw, str) else None

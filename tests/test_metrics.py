@@ -648,3 +648,24 @@ def test_watch_bad_input_is_named(args, shown):
     with pytest.raises(CommandError) as raised:
         _call(*args)
     assert shown in str(raised.value)
+
+
+def test_watch_goes_on_when_the_cache_cannot_be_read_for_a_while(traffic, monkeypatch):
+    from io import StringIO
+
+    real = totals.collect
+    calls = []
+
+    def collect():
+        calls.append(None)
+        if len(calls) == 2:  # the first interval's reading
+            raise ConnectionError("cache down")
+        return real()
+
+    monkeypatch.setattr(totals, "collect", collect)
+    traffic.extend([(2, 0), (1, 0)])
+    out, err = StringIO(), StringIO()
+    call_command("cachekit_stats", "--watch", "--count", "2", "--interval", "0.1", stdout=out, stderr=err)
+    assert "could not read the metrics from the cache 'default': cache down" in err.getvalue()
+    (line,) = out.getvalue().splitlines()
+    assert "testapp.author 100.0% of 3 " in line  # the second interval counts from the last good reading

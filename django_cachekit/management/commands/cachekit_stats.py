@@ -139,8 +139,9 @@ class Command(BaseCommand):
 
     def _watch(self, options: dict[str, Any]) -> None:
         labels: list[str] = options["labels"]
-        self._select(self._collect(), labels)  # an unknown label is an error before the first interval
-        before = series.read(self._collect())
+        report = self._collect()
+        self._select(report, labels)  # an unknown label is an error before the first interval
+        before = series.read(report)
         printed = 0
 
         def wanted(namespace: str) -> bool:
@@ -149,7 +150,13 @@ class Command(BaseCommand):
         try:
             while options["count"] is None or printed < options["count"]:
                 sleep(options["interval"])
-                after = series.read(self._collect())
+                printed += 1
+                try:
+                    after = series.read(totals.collect())
+                except Exception as exc:  # the cache is down for a while: say so, keep watching
+                    clock = time.strftime("%H:%M:%S")
+                    self.stderr.write(f"{clock}  could not read the metrics from the cache {conf.CACHE_ALIAS!r}: {exc}")
+                    continue
                 interval = series.rates(before, after, wanted)
                 rows: list[dict[str, Any]] = interval["namespaces"]
                 rows.sort(key=SORTS[options["sort"]])
@@ -159,7 +166,6 @@ class Command(BaseCommand):
                     self.stdout.write(self._watch_line(interval))
                 self.stdout.flush()
                 before = after
-                printed += 1
         except KeyboardInterrupt:
             return
 

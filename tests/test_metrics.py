@@ -669,3 +669,19 @@ def test_watch_goes_on_when_the_cache_cannot_be_read_for_a_while(traffic, monkey
     assert "could not read the metrics from the cache 'default': cache down" in err.getvalue()
     (line,) = out.getvalue().splitlines()
     assert "testapp.author 100.0% of 3 " in line  # the second interval counts from the last good reading
+
+
+def test_watch_waits_the_flush_interval_by_default(monkeypatch):
+    from io import StringIO
+
+    from django_cachekit.management.commands import cachekit_stats
+
+    waited = []
+    monkeypatch.setattr(cachekit_stats, "sleep", waited.append)
+    with cachekit(METRICS_FLUSH_INTERVAL=7.5):
+        err = StringIO()
+        call_command("cachekit_stats", "--watch", "--count", "2", stdout=StringIO(), stderr=err)
+        assert waited == [7.5, 7.5] and err.getvalue() == ""
+        call_command("cachekit_stats", "--watch", "--count", "1", "--interval", "1", stdout=StringIO(), stderr=err)
+    assert waited[2:] == [1.0]
+    assert "Other processes add their counts every 7.5 s" in err.getvalue()

@@ -90,9 +90,9 @@ class Command(BaseCommand):
         parser.add_argument(
             "--interval",
             type=_positive_seconds,
-            default=2.0,
             metavar="SECONDS",
-            help="With --watch, the seconds between lines (default: 2).",
+            help="With --watch, the seconds between lines (default: CACHEKIT['METRICS_FLUSH_INTERVAL'], how often "
+            "each process adds its counts to the totals; shorter intervals show other processes' counts in bursts).",
         )
         parser.add_argument(
             "--count",
@@ -139,6 +139,12 @@ class Command(BaseCommand):
 
     def _watch(self, options: dict[str, Any]) -> None:
         labels: list[str] = options["labels"]
+        interval_seconds: float = options["interval"] or conf.METRICS_FLUSH_INTERVAL
+        if conf.METRICS and interval_seconds < conf.METRICS_FLUSH_INTERVAL and options["verbosity"] > 0:
+            self.stderr.write(
+                f"Other processes add their counts every {conf.METRICS_FLUSH_INTERVAL:g} s "
+                "(CACHEKIT['METRICS_FLUSH_INTERVAL']): lines this short show them in bursts."
+            )
         report = self._collect()
         self._select(report, labels)  # an unknown label is an error before the first interval
         before = series.read(report)
@@ -149,7 +155,7 @@ class Command(BaseCommand):
 
         try:
             while options["count"] is None or printed < options["count"]:
-                sleep(options["interval"])
+                sleep(interval_seconds)
                 printed += 1
                 try:
                     after = series.read(totals.collect())

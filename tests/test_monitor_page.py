@@ -240,9 +240,9 @@ def test_screenshot_after_polling_in_real_time(server, tmp_path):
                 opener.open(url, data=urllib.parse.urlencode(form).encode(), timeout=30).read()
             stop.wait(0.1)
 
+    browser = Browser(tmp_path / "profile")  # before the thread: Popen's preexec_fn is unsafe beside threads
     thread = threading.Thread(target=traffic)
     thread.start()
-    browser = Browser(tmp_path / "profile")
     try:
         session = browser.open(f"{server}/monitor/", 1000, 1500)
         time.sleep(seconds)  # the page polls every 2 s meanwhile: the real-time behaviour is the point

@@ -23,7 +23,7 @@ from django_cachekit import cached, invalidate_all, invalidate_tags
 from django_cachekit.checks import check_settings
 from django_cachekit.core import signals
 from django_cachekit.metrics import counters as metrics
-from django_cachekit.metrics import totals
+from django_cachekit.metrics import series, totals
 from tests.conftest import CACHE, needs_redis
 from tests.factories import ArticleFactory, AuthorFactory
 from tests.testapp.models import Article, Author
@@ -502,3 +502,186 @@ def test_no_signal_is_built_without_receivers(monkeypatch):
     Article.objects.cache().get(pk=article.pk)
     article.save()
     assert metrics.snapshot()["testapp.article"]["hit"] == 1
+
+
+def test_stats_reads_another_cache_alias():
+    metrics.record("hit", "testapp.article", 3)
+    totals.flush()  # into the default cache's totals
+    other = {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "stats-other"}
+    with override_settings(CACHES={**settings.CACHES, "other": other}):
+        caches["other"].clear()
+        report = stats_json("--cache", "other")
+        assert (report["cache"], report["namespaces"]) == ("other", [])
+        assert "totals in the cache 'other'" in _call("--cache", "other")
+        with cachekit(CACHE_ALIAS="other"):
+            metrics.record("miss", "testapp.author", 2)
+            totals.flush()
+        assert row(stats_json("--cache", "other"), "testapp.author")["miss"] == 2
+        assert [r["namespace"] for r in stats_json()["namespaces"]] == ["testapp.article"]
+        caches["other"].clear()
+    with pytest.raises(CommandError, match="--cache 'nope' is not in CACHES"):
+        _call("--cache", "nope")
+
+
+def test_stats_help_names_every_sort_key():
+    from io import StringIO
+
+    from django_cachekit.management.commands.cachekit_stats import SORTS, Command
+
+    out = StringIO()
+    Command().create_parser("manage.py", "cachekit_stats").print_help(out)
+    text = " ".join(out.getvalue().split())
+    described = text.split("--sort", 2)[2]
+    for key in SORTS:
+        assert key in described.split("--watch")[0]
+    assert "--cache ALIAS" in text and "--watch" in text and "--interval SECONDS" in text
+
+
+def test_a_cached_view_is_counted_as_a_view(client):
+    ArticleFactory()
+    fresh_cache()
+    with override_settings(ROOT_URLCONF="tests.httpviews"):
+        for _ in range(3):
+            assert client.get("/listing/").status_code == 200
+    report = stats_json()
+    view = row(report, "view:tests.httpviews.listing")
+    assert (view["kind"], view["hit"], view["miss"], view["store"]) == ("view", 2, 1, 1)
+    assert "tests.httpviews.listing" not in {r["namespace"] for r in report["namespaces"]}
+    # The app label or the module names it, as it names a function.
+    assert [r["namespace"] for r in stats_json("tests.httpviews")["namespaces"]] == ["view:tests.httpviews.listing"]
+
+
+# -- cachekit_stats --watch: rates over intervals -----------------------------------------
+
+
+def reading(at, **counts):
+    return series.Reading(at, {ns: {**dict.fromkeys(metrics.EVENTS, 0), **c} for ns, c in counts.items()})
+
+
+def test_rates_are_the_differences_between_two_readings():
+    before = reading(100.0, **{"testapp.author": {"hit": 10, "miss": 5}, "tests.f": {"hit": 1}})
+    after = reading(
+        104.0,
+        **{"testapp.author": {"hit": 16, "miss": 7}, "tests.f": {"hit": 1}, "fragment:x": {"miss": 4, "store": 4}},
+    )
+    interval = series.rates(before, after)
+    assert interval["seconds"] == 4.0
+    rows = {r["namespace"]: r for r in interval["namespaces"]}
+    assert set(rows) == {"testapp.author", "fragment:x"}  # tests.f did nothing in between
+    author = rows["testapp.author"]
+    assert (author["hit"], author["miss"], author["lookups"], author["hit_rate"]) == (6, 2, 8, 75.0)
+    assert (author["lookups_per_second"], author["kind"]) == (2.0, "model")
+    assert (rows["fragment:x"]["hit_rate"], rows["fragment:x"]["lookups_per_second"]) == (0.0, 1.0)
+    assert interval["total"]["lookups"] == 12 and interval["total"]["hit_rate"] == 50.0
+    assert [r["namespace"] for r in interval["namespaces"]] == ["testapp.author", "fragment:x"]
+    # Totals reset in between: the namespace counts from zero.
+    reset = series.rates(after, reading(106.0, **{"testapp.author": {"hit": 3}}))
+    assert [(r["namespace"], r["hit"], r["lookups"]) for r in reset["namespaces"]] == [("testapp.author", 3, 3)]
+    only = series.rates(before, after, lambda ns: ns.startswith("fragment:"))
+    assert [r["namespace"] for r in only["namespaces"]] == ["fragment:x"] and only["total"]["lookups"] == 4
+
+
+@pytest.fixture
+def traffic(monkeypatch):
+    """Lookups made while ``cachekit_stats --watch`` waits: ``(hits, misses)`` per interval, in order."""
+    from django_cachekit.management.commands import cachekit_stats
+
+    author = AuthorFactory()
+    fresh_cache()
+    Author.objects.cache().get(pk=author.pk)  # stored before the first reading: the next read hits
+    plan: list[tuple[int, int]] = []
+    real_sleep = cachekit_stats.sleep
+
+    def sleep(seconds):
+        real_sleep(seconds)
+        hits, misses = plan.pop(0)
+        for _ in range(misses):
+            caches["default"].clear()  # the entry and its versions: the next read misses
+            Author.objects.cache().get(pk=author.pk)
+        for _ in range(hits):
+            Author.objects.cache().get(pk=author.pk)
+
+    monkeypatch.setattr(cachekit_stats, "sleep", sleep)
+    return plan
+
+
+def test_watch_prints_each_intervals_hit_rate_and_lookups(traffic):
+    traffic.extend([(3, 1), (0, 2)])
+    lines = _call("--watch", "--count", "2", "--interval", "0.1").splitlines()
+    assert len(lines) == 2
+    first, second = ([cell.split() for cell in line.split("  |  ")] for line in lines)
+    # "12:00:02  total 75.0% of 4 (3.9/s)  |  testapp.author 75.0% of 4 (3.9/s)"
+    assert first[0][1:5] == ["total", "75.0%", "of", "4"]
+    assert first[1][:4] == ["testapp.author", "75.0%", "of", "4"]
+    assert second[1][:4] == ["testapp.author", "0.0%", "of", "2"]
+    assert first[1][4].startswith("(") and first[1][4].endswith("/s)")
+    assert not traffic
+
+
+def test_watch_json_lines_give_every_count(traffic):
+    traffic.extend([(5, 0), (1, 1), (0, 0)])
+    out = _call("--watch", "--json", "--count", "3", "--interval", "0.1", "testapp.Author")
+    intervals = [json.loads(line) for line in out.splitlines()]
+    assert len(intervals) == 3
+    author = [{r["namespace"]: r for r in i["namespaces"]}.get("testapp.author") for i in intervals]
+    assert (author[0]["hit"], author[0]["miss"], author[0]["hit_rate"]) == (5, 0, 100.0)
+    assert (author[1]["hit"], author[1]["miss"], author[1]["store"], author[1]["hit_rate"]) == (1, 1, 1, 50.0)
+    assert author[2] is None and intervals[2]["total"]["lookups"] == 0
+    for interval in intervals[:2]:
+        assert interval["seconds"] >= 0.1
+        assert interval["total"]["lookups_per_second"] == round(interval["total"]["lookups"] / interval["seconds"], 2)
+        assert {r["namespace"] for r in interval["namespaces"]} == {"testapp.author"}
+
+
+@pytest.mark.parametrize(
+    ("args", "shown"),
+    [
+        (["--watch", "--interval", "0"], "--interval: must be a positive number of seconds, not '0'"),
+        (["--watch", "--interval", "soon"], "not 'soon'"),
+        (["--watch", "--count", "-1"], "--count: must be a positive integer, not '-1'"),
+        (["--count", "2"], "--count is for --watch"),
+        (["--watch", "--reset"], "--reset cannot be combined with --watch"),
+        (["--watch", "--count", "1", "nosuch.Model"], "'nosuch.Model' is neither"),
+    ],
+)
+def test_watch_bad_input_is_named(args, shown):
+    with pytest.raises(CommandError) as raised:
+        _call(*args)
+    assert shown in str(raised.value)
+
+
+def test_watch_goes_on_when_the_cache_cannot_be_read_for_a_while(traffic, monkeypatch):
+    from io import StringIO
+
+    real = totals.collect
+    calls = []
+
+    def collect():
+        calls.append(None)
+        if len(calls) == 2:  # the first interval's reading
+            raise ConnectionError("cache down")
+        return real()
+
+    monkeypatch.setattr(totals, "collect", collect)
+    traffic.extend([(2, 0), (1, 0)])
+    out, err = StringIO(), StringIO()
+    call_command("cachekit_stats", "--watch", "--count", "2", "--interval", "0.1", stdout=out, stderr=err)
+    assert "could not read the metrics from the cache 'default': cache down" in err.getvalue()
+    (line,) = out.getvalue().splitlines()
+    assert "testapp.author 100.0% of 3 " in line  # the second interval counts from the last good reading
+
+
+def test_watch_waits_the_flush_interval_by_default(monkeypatch):
+    from io import StringIO
+
+    from django_cachekit.management.commands import cachekit_stats
+
+    waited = []
+    monkeypatch.setattr(cachekit_stats, "sleep", waited.append)
+    with cachekit(METRICS_FLUSH_INTERVAL=7.5):
+        err = StringIO()
+        call_command("cachekit_stats", "--watch", "--count", "2", stdout=StringIO(), stderr=err)
+        assert waited == [7.5, 7.5] and err.getvalue() == ""
+        call_command("cachekit_stats", "--watch", "--count", "1", "--interval", "1", stdout=StringIO(), stderr=err)
+    assert waited[2:] == [1.0]
+    assert "Other processes add their counts every 7.5 s" in err.getvalue()

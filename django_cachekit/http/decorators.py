@@ -539,6 +539,7 @@ def cache_response(
 
     def decorator(view: V) -> V:
         name = _view_name(view)
+        namespace = f"view:{name}"  # counted apart from @cached functions, which share the naming
 
         def entry_key(request: HttpRequest) -> str | None:
             """The entry's key, or None when this request must not be cached."""
@@ -583,7 +584,7 @@ def cache_response(
                 return advertise((yield))
             # Checked above (a transaction that wrote one of its tags runs the view untouched) and
             # below (whether the response may be stored): not again by the flow.
-            entry = flow.begin(key, entry_tags, name, guarded=False)
+            entry = flow.begin(key, entry_tags, namespace, guarded=False)
             hit, payload = entry.hit, entry.value
             if hit:
                 try:

@@ -127,7 +127,7 @@ def hit_rate(counts: dict[str, int]) -> float | None:
 
 
 def kind(namespace: str) -> str:
-    """``model``, ``function``, the prefix of a prefixed namespace (``fragment:...``) or the namespace itself."""
+    """``model``, ``function``, the prefix of a prefixed namespace (``fragment:...``, ``view:...``) or itself."""
     if namespace in ("tags", "global", "cache"):
         return namespace
     head, colon, _ = namespace.partition(":")

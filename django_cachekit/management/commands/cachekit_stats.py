@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+import time
 from typing import Any
 
 from django.apps import apps
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from django_cachekit.core.settings import conf
-from django_cachekit.metrics import counters, totals
+from django_cachekit.management.base import add_cache_argument, using_cache
+from django_cachekit.metrics import counters, series, totals
 
 SORTS = {
     "lookups": lambda r: (-r["lookups"], r["namespace"]),
@@ -19,6 +22,10 @@ SORTS = {
     "invalidations": lambda r: (-r["invalidation"], r["namespace"]),
     "name": lambda r: (r["namespace"],),
 }
+SORT_HELP = (
+    "Order of the rows: lookups (most first, the default), hits (most first), misses (most misses, stale "
+    "and unreadable entries first), rate (highest hit rate first), invalidations (most first) or name."
+)
 
 
 def size(n: int) -> str:
@@ -32,6 +39,30 @@ def size(n: int) -> str:
 
 def rate(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}%"
+
+
+def per_second(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}/s"
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text!r}")
+    return value
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text!r}")
+    return value
 
 
 class Command(BaseCommand):
@@ -49,17 +80,49 @@ class Command(BaseCommand):
         )
         parser.add_argument("--json", action="store_true", help="Print JSON instead of a table.")
         parser.add_argument("--reset", action="store_true", help="Clear the totals after printing them.")
+        parser.add_argument("--sort", choices=sorted(SORTS), default="lookups", help=SORT_HELP)
         parser.add_argument(
-            "--sort", choices=sorted(SORTS), default="lookups", help="Order of the rows (default: lookups)."
+            "--watch",
+            action="store_true",
+            help="Print a line every --interval seconds: each namespace's hit rate and lookups per second "
+            "over that interval (with --json, one JSON object per line), until Ctrl-C or --count lines.",
         )
+        parser.add_argument(
+            "--interval",
+            type=_positive_seconds,
+            metavar="SECONDS",
+            help="With --watch, the seconds between lines (default: CACHEKIT['METRICS_FLUSH_INTERVAL'], how often "
+            "each process adds its counts to the totals; shorter intervals show other processes' counts in bursts).",
+        )
+        parser.add_argument(
+            "--count",
+            type=_positive_int,
+            metavar="N",
+            help="With --watch, stop after N lines (default: until Ctrl-C).",
+        )
+        add_cache_argument(parser)
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if options["watch"] and options["reset"]:
+            raise CommandError("--reset cannot be combined with --watch.")
+        if not options["watch"] and options["count"] is not None:
+            raise CommandError("--count is for --watch: without it the totals are printed once.")
+        with using_cache(options["cache"]):
+            if options["watch"]:
+                self._watch(options)
+            else:
+                self._once(options)
+
+    def _collect(self) -> totals.Report:
         try:
-            report = totals.collect()
+            return totals.collect()
         except Exception as exc:  # the cache client's own error
             raise CommandError(
                 f"Could not read the metrics from the cache {conf.CACHE_ALIAS!r}: {type(exc).__name__}: {exc}"
             ) from exc
+
+    def _once(self, options: dict[str, Any]) -> None:
+        report = self._collect()
         rows = self._select(report, options["labels"])
         rows.sort(key=SORTS[options["sort"]])
         if options["json"]:
@@ -74,18 +137,65 @@ class Command(BaseCommand):
             if not options["json"] and options["verbosity"] > 0:
                 self.stdout.write("The totals were reset.")
 
+    def _watch(self, options: dict[str, Any]) -> None:
+        labels: list[str] = options["labels"]
+        interval_seconds: float = options["interval"] or conf.METRICS_FLUSH_INTERVAL
+        if conf.METRICS and interval_seconds < conf.METRICS_FLUSH_INTERVAL and options["verbosity"] > 0:
+            self.stderr.write(
+                f"Other processes add their counts every {conf.METRICS_FLUSH_INTERVAL:g} s "
+                "(CACHEKIT['METRICS_FLUSH_INTERVAL']): lines this short show them in bursts."
+            )
+        report = self._collect()
+        self._select(report, labels)  # an unknown label is an error before the first interval
+        before = series.read(report)
+        printed = 0
+
+        def wanted(namespace: str) -> bool:
+            return not labels or any(matches(namespace, label) for label in labels)
+
+        try:
+            while options["count"] is None or printed < options["count"]:
+                sleep(interval_seconds)
+                printed += 1
+                try:
+                    after = series.read(totals.collect())
+                except Exception as exc:  # the cache is down for a while: say so, keep watching
+                    clock = time.strftime("%H:%M:%S")
+                    self.stderr.write(f"{clock}  could not read the metrics from the cache {conf.CACHE_ALIAS!r}: {exc}")
+                    continue
+                interval = series.rates(before, after, wanted)
+                rows: list[dict[str, Any]] = interval["namespaces"]
+                rows.sort(key=SORTS[options["sort"]])
+                if options["json"]:
+                    self.stdout.write(json.dumps({"cache": conf.CACHE_ALIAS, **interval}))
+                else:
+                    self.stdout.write(self._watch_line(interval))
+                self.stdout.flush()
+                before = after
+        except KeyboardInterrupt:
+            return
+
+    def _watch_line(self, interval: dict[str, Any]) -> str:
+        """``12:00:02  total 83.3% of 12 (6.0/s)  |  blog.article 80.0% of 10 (5.0/s)  |  ...``"""
+        clock = time.strftime("%H:%M:%S", time.localtime(interval["at"]))
+
+        def cell(name: str, r: dict[str, Any]) -> str:
+            return f"{name} {rate(r['hit_rate'])} of {r['lookups']} ({per_second(r['lookups_per_second'])})"
+
+        looked_up = [r for r in interval["namespaces"] if r["lookups"]]
+        if not looked_up:
+            return f"{clock}  no lookups"
+        return "  |  ".join(
+            [f"{clock}  {cell('total', interval['total'])}"] + [cell(r["namespace"], r) for r in looked_up]
+        )
+
     def _select(self, report: totals.Report, labels: list[str]) -> list[dict[str, Any]]:
         rows = report.rows()
         if not labels:
             return rows
         chosen: dict[str, dict[str, Any]] = {}
         for label in labels:
-            wanted = label.lower()
-            found = [
-                r
-                for r in rows
-                if r["namespace"].lower() in (wanted,) or r["namespace"].lower().startswith(f"{wanted}.")
-            ]
+            found = [r for r in rows if matches(r["namespace"], label)]
             if not found:
                 found = self._empty_rows(label)
             for row in found:
@@ -178,3 +288,15 @@ class Command(BaseCommand):
             width = max(len(ns) for _, ns, _ in biggest)
             for n, ns, key in sorted(biggest, reverse=True)[:10]:
                 out(f"  {ns.ljust(width)}  {size(n).rjust(10)}  {key}")
+
+
+def matches(namespace: str, label: str) -> bool:
+    """Whether ``label`` (a namespace, an app, a model, a module) names ``namespace``."""
+    wanted = label.lower()
+    namespace = namespace.lower()
+    # A view's namespace is "view:<dotted name>": its app's label or module names it too.
+    names = (namespace, namespace.removeprefix("view:"))
+    return any(n == wanted or n.startswith(f"{wanted}.") for n in names)
+
+
+sleep = time.sleep  # replaced by tests that make traffic between readings

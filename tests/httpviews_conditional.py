@@ -119,7 +119,15 @@ def public_page(request):
     return HttpResponse(f"for {request.headers.get('Authorization', 'everyone')}")
 
 
+@conditional(depends_on=[Article])
+def starts_session(request):
+    RENDERS["starts_session"] += 1
+    request.session["seen"] = True  # a new session: the middleware sets its cookie after the view
+    return HttpResponse(titles())
+
+
 urlpatterns = [
+    path("starts-session/", starts_session),
     path("marked-private/<str:spelling>/", marked_private),
     path("sets-cookie/", sets_cookie),
     path("padded-vary/", padded_vary),

@@ -591,6 +591,8 @@ def test_process_inspect_and_invalidate(tmp_path, articles, queries):
         ["cachekit_warm"],
         ["cachekit_invalidate", "--all"],
         ["cachekit_inspect", "testapp.Article", "1"],
+        ["cachekit_stats"],
+        ["cachekit_stats", "--watch", "--count", "1", "--interval", "0.01"],
     ],
 )
 def test_each_command_warns_on_stderr_when_the_cache_is_process_local(args):

@@ -316,3 +316,13 @@ def test_plain_records_hold_text_only():
         None,
     ]
     assert store.plain_get_many([]) == []
+
+
+def test_a_page_that_starts_a_session_is_sent_private():
+    """No session cookie in the request, but the view creates a session: the response
+    carries its Set-Cookie, so the default Cache-Control must keep shared caches out."""
+    ArticleFactory()
+    response = Client().get("/starts-session/")
+    assert response.status_code == 200
+    assert "sessionid" in response.cookies
+    assert {"private", "no-cache"} <= directives(response)

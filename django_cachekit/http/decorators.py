@@ -410,7 +410,8 @@ def conditional(
                     if lm:
                         response.headers["Last-Modified"] = http_date(lm)
                 responses.add_vary(response, _credential_vary(request, carried, is_personal))
-                _default_cache_control(response, is_personal)
+                # A response that sets a cookie (a session the view started, too) is nobody else's.
+                _default_cache_control(response, is_personal or responses.sets_cookie(request, response))
                 vary = responses.vary_tokens(response)
                 session = getattr(request, "session", None)
                 if getattr(session, "accessed", False):

@@ -107,7 +107,7 @@ class Command(BaseCommand):
             raise CommandError("--reset cannot be combined with --watch.")
         if not options["watch"] and options["count"] is not None:
             raise CommandError("--count is for --watch: without it the totals are printed once.")
-        with using_cache(options["cache"]):
+        with using_cache(options["cache"], self.stderr, options["verbosity"]):
             if options["watch"]:
                 self._watch(options)
             else:

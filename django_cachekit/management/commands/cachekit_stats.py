@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from typing import Any
@@ -11,7 +10,7 @@ from django.apps import apps
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from django_cachekit.core.settings import conf
-from django_cachekit.management.base import add_cache_argument, using_cache
+from django_cachekit.management.base import add_cache_argument, positive_int, positive_seconds, using_cache
 from django_cachekit.metrics import counters, series, totals
 
 SORTS = {
@@ -45,26 +44,6 @@ def per_second(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}/s"
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text!r}")
-    return value
-
-
-def _positive_seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text!r}")
-    return value
-
-
 class Command(BaseCommand):
     help = (
         "Show the cache's hits, misses, hit rate, stale entries, invalidations and largest entries "
@@ -89,14 +68,14 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--interval",
-            type=_positive_seconds,
+            type=positive_seconds,
             metavar="SECONDS",
             help="With --watch, the seconds between lines (default: CACHEKIT['METRICS_FLUSH_INTERVAL'], how often "
             "each process adds its counts to the totals; shorter intervals show other processes' counts in bursts).",
         )
         parser.add_argument(
             "--count",
-            type=_positive_int,
+            type=positive_int,
             metavar="N",
             help="With --watch, stop after N lines (default: until Ctrl-C).",
         )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import signal
 import threading
 import time
@@ -15,28 +14,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import close_old_connections
 
 from django_cachekit.core.settings import conf
-from django_cachekit.management.base import add_cache_argument, using_cache
+from django_cachekit.management.base import add_cache_argument, positive_int, positive_seconds, using_cache
 from django_cachekit.warming import warmers
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text!r}")
-    return value
-
-
-def _positive_seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text!r}")
-    return value
 
 
 class Command(BaseCommand):
@@ -54,10 +33,10 @@ class Command(BaseCommand):
         )
         parser.add_argument("--tag", action="append", default=[], dest="tags", help="Run the warmers with this tag.")
         parser.add_argument("--dry-run", action="store_true", help="Read everything, store nothing, report the counts.")
-        parser.add_argument("--limit", type=_positive_int, metavar="N", help="Read at most N rows per queryset.")
+        parser.add_argument("--limit", type=positive_int, metavar="N", help="Read at most N rows per queryset.")
         parser.add_argument(
             "--interval",
-            type=_positive_seconds,
+            type=positive_seconds,
             metavar="SECONDS",
             help="Run again every SECONDS until stopped by SIGTERM or SIGINT.",
         )

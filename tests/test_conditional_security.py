@@ -5,7 +5,6 @@ and cost at most one per page per second, and headers a shared cache reads are n
 import pickle
 
 import pytest
-from django.contrib.auth.models import User
 from django.core.cache import caches
 from django.test import Client
 from django.utils.http import http_date
@@ -13,43 +12,22 @@ from django.utils.http import http_date
 from django_cachekit.core import keys
 from django_cachekit.core import protocol as core
 from django_cachekit.http import responses as httpcache
+from tests import httpsetup
 from tests.conftest import CACHE, REDIS_CACHES
 from tests.factories import ArticleFactory
+from tests.httpsetup import login, use_http_settings
 from tests.httpviews_conditional import RENDERS
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-MIDDLEWARE = [
-    "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
-]
 ADA, BOB = {"HTTP_AUTHORIZATION": "Bearer ada"}, {"HTTP_AUTHORIZATION": "Bearer bob"}
+
+clock = httpsetup.clock
 
 
 @pytest.fixture(autouse=True)
 def http_settings(settings):
-    settings.ROOT_URLCONF = "tests.httpviews_conditional"
-    settings.MIDDLEWARE = MIDDLEWARE
-    settings.SESSION_ENGINE = "django.contrib.sessions.backends.signed_cookies"
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-    RENDERS.clear()
-    yield
-    RENDERS.clear()
-
-
-@pytest.fixture
-def clock(monkeypatch):
-    state = {"now": 1_700_000_000.25}
-    monkeypatch.setattr(httpcache, "now", lambda: state["now"])
-    return state
-
-
-def login(username):
-    client = Client()
-    client.force_login(User.objects.create_user(username, password="x"))
-    return client
+    yield from use_http_settings(settings, "tests.httpviews_conditional", RENDERS)
 
 
 def vary(response):

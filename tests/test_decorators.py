@@ -18,49 +18,23 @@ from django.utils.http import http_date
 from django_cachekit import invalidate_tags
 from django_cachekit.core import keys
 from django_cachekit.core import protocol as core
-from django_cachekit.http import responses as httpcache
 from django_cachekit.http.decorators import cache_headers, cache_response, conditional
-from tests import httpviews
+from tests import httpsetup, httpviews
 from tests.conftest import CACHE, REDIS_CACHES
 from tests.factories import ArticleFactory, AuthorFactory, CommentFactory
+from tests.httpsetup import login, use_http_settings
 from tests.httpviews import RENDERS
 from tests.testapp.models import Article, Author
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-MIDDLEWARE = [
-    "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
-]
+
+clock = httpsetup.clock
 
 
 @pytest.fixture(autouse=True)
 def http_settings(settings):
-    settings.ROOT_URLCONF = "tests.httpviews"
-    settings.MIDDLEWARE = MIDDLEWARE
-    # Sessions in signed cookies: no table, and the session survives a cache failure.
-    settings.SESSION_ENGINE = "django.contrib.sessions.backends.signed_cookies"
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-    RENDERS.clear()
-    yield
-    RENDERS.clear()
-
-
-@pytest.fixture
-def clock(monkeypatch):
-    """Control the time conditional() reads versions at (Last-Modified is whole seconds)."""
-    state = {"now": 1_700_000_000.25}
-    monkeypatch.setattr(httpcache, "now", lambda: state["now"])
-    return state
-
-
-def login(username):
-    user = User.objects.create_user(username, password="x")
-    client = Client()
-    client.force_login(user)
-    return client
+    yield from use_http_settings(settings, "tests.httpviews", RENDERS)
 
 
 # -- cache_headers ------------------------------------------------------------------------

@@ -2,7 +2,6 @@
 on less than Django would (scheme and host), and stays bounded."""
 
 import pytest
-from django.contrib.auth.models import User
 from django.http import HttpResponse
 from django.test import Client, RequestFactory
 from django.utils.cache import patch_vary_headers
@@ -10,43 +9,26 @@ from django.utils.cache import patch_vary_headers
 from django_cachekit import cache_disabled
 from django_cachekit.http import responses
 from django_cachekit.http.decorators import DEFAULT_MAX_VARIANTS, cache_headers, cache_response
+from tests import httpsetup
 from tests.factories import ArticleFactory
+from tests.httpsetup import login
 from tests.httpviews_security import HEADER_CASES, RENDERS, TEMPLATES
 from tests.testapp.models import Article
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-MIDDLEWARE = [
-    "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
-    "tests.httpviews_security.TokenMiddleware",
-]
+MIDDLEWARE = [*httpsetup.MIDDLEWARE, "tests.httpviews_security.TokenMiddleware"]
 
 
 @pytest.fixture(autouse=True)
 def http_settings(settings):
-    settings.ROOT_URLCONF = "tests.httpviews_security"
-    settings.MIDDLEWARE = MIDDLEWARE
-    settings.SESSION_ENGINE = "django.contrib.sessions.backends.signed_cookies"
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     settings.TEMPLATES = [
         {
             "BACKEND": "django.template.backends.django.DjangoTemplates",
             "OPTIONS": {"loaders": [("django.template.loaders.locmem.Loader", TEMPLATES)]},
         }
     ]
-    RENDERS.clear()
-    yield
-    RENDERS.clear()
-
-
-def login(username):
-    user = User.objects.create_user(username, password="x")
-    client = Client()
-    client.force_login(user)
-    return client
+    yield from httpsetup.use_http_settings(settings, "tests.httpviews_security", RENDERS, MIDDLEWARE)
 
 
 # -- credentials in the request ---------------------------------------------------------------

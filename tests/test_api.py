@@ -24,6 +24,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def counting(func):
+    """``func``, recording each call's arguments in ``.calls``."""
     calls = []
 
     @functools.wraps(func)

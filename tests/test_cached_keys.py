@@ -1,7 +1,6 @@
 """cached(key=...): names namespaced by their function, hashed names that no plain name
 equals, the template checked when decorating, keys any backend takes."""
 
-import functools
 import os
 
 import pytest
@@ -11,20 +10,9 @@ from django_cachekit.core import keys
 from django_cachekit.core import protocol as core
 from tests import httpviews
 from tests.conftest import needs_redis
+from tests.test_api import counting
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def counting(func):
-    calls = []
-
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        calls.append((args, kwargs))
-        return func(*args, **kwargs)
-
-    wrapper.calls = calls
-    return wrapper
 
 
 def assert_breaker_closed():

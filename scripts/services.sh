@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Start the services the tests use, where they are down: PostgreSQL and Redis
-# (from the machine's packages) and Memcached (installed from Debian's packages
-# when missing). Safe to run again.
+# (from the machine's packages); install from Debian's packages, when missing,
+# the programs the tests start themselves: memcached (each run starts a private
+# server on a free port), nginx and Chromium (the slow tests). Safe to run again.
 set -euo pipefail
 
 log() { printf '==> %s\n' "$*"; }
@@ -47,15 +48,11 @@ if ! port_open 6379; then
     wait_for Redis 6379
 fi
 
+# memcached: the suite starts its own on a free loopback port (tests/conftest.py), never a shared 11211.
 if ! command -v memcached >/dev/null 2>&1; then
     log "Installing Memcached"
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q memcached >/dev/null \
         || { as_root apt-get update -q >/dev/null && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q memcached >/dev/null; }
-fi
-if ! port_open 11211; then
-    log "Starting Memcached"
-    as_root memcached -d -u nobody -l 127.0.0.1 -p 11211 -m 256
-    wait_for Memcached 11211
 fi
 # nginx: tests/test_nginx.py runs its own instance, from a temporary config, in front of the example project.
 if ! command -v nginx >/dev/null 2>&1 && [[ ! -x /usr/sbin/nginx ]]; then
@@ -63,4 +60,10 @@ if ! command -v nginx >/dev/null 2>&1 && [[ ! -x /usr/sbin/nginx ]]; then
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q nginx >/dev/null \
         || { as_root apt-get update -q >/dev/null && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q nginx >/dev/null; }
 fi
-log "PostgreSQL, Redis and Memcached are up"
+# Chromium: tests/test_monitor_page.py draws the monitor page in it, headless.
+if ! command -v chromium >/dev/null 2>&1; then
+    log "Installing Chromium"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null \
+        || { as_root apt-get update -q >/dev/null && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; }
+fi
+log "PostgreSQL and Redis are up; memcached, nginx and chromium are installed"

@@ -5,7 +5,8 @@
 #   scripts/test.sh -e py312-django61-locmem-sqlite -- -k freshness    # one environment, some tests
 #   scripts/test.sh l               # the environments: Python, Django, cache and database each
 #
-# It starts PostgreSQL, Redis and Memcached where they are down, puts the
+# It starts PostgreSQL and Redis where they are down (and installs memcached, nginx
+# and Chromium, scripts/services.sh), puts the
 # pyenv Pythons 3.11, 3.12 and 3.13 on PATH, installs tox in .venv-tox and runs it.
 # With no arguments: `tox run-parallel`, CACHEKIT_TEST_JOBS environments at a time
 # (default: the CPUs plus one, the tests often wait on servers and subprocesses);

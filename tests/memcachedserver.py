@@ -1,10 +1,14 @@
-"""Run a command beside a private memcached: ``python -m tests.memcachedserver pytest ARGS``.
+"""A private memcached on a free loopback port.
 
 The suite clears its cache around every test, and ``clear()`` on Memcached is
-``flush_all`` of the whole server: environments running side by side (``tox p``)
-must not share one. This starts ``memcached`` on a free loopback port, runs the
-command with its address in ``CACHEKIT_TEST_MEMCACHED`` (read by tests/settings.py
-in the tests and in the processes they start), and stops the server by its PID
+``flush_all`` of the whole server: runs side by side (``tox p``), and anything
+else on the machine, must not share one. tests/conftest.py starts one with
+``start()`` for a run on Memcached (unless ``CACHEKIT_TEST_MEMCACHED`` names a
+server) and stops it by its PID at the end.
+
+``python -m tests.memcachedserver COMMAND ARGS`` runs any other command beside one:
+it starts ``memcached``, runs the command with its address in
+``CACHEKIT_TEST_MEMCACHED`` (read by tests/settings.py), and stops the server
 when the command ends. Exits with the command's status.
 """
 

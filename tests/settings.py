@@ -7,11 +7,14 @@ CACHEKIT_TEST_DB:    sqlite | postgres
 tox sets both from the environment's factors (tox.ini), with the servers' places:
 CACHEKIT_TEST_REDIS_URL is the Redis server (default redis://127.0.0.1:6379/1) and
 CACHEKIT_TEST_REDIS_DB, when set, replaces its database number; CACHEKIT_TEST_MEMCACHED
-is the Memcached server (tests/memcachedserver.py starts a private one);
-CACHEKIT_TEST_PGNAME is the PostgreSQL test database.
+is the Memcached server (unset, tests/conftest.py starts a private one on a free port
+and sets it for the processes the tests start); CACHEKIT_TEST_PGNAME is the
+PostgreSQL test database. CACHEKIT_TEST_RUN is the run's id, in its cache key
+prefix and SQLite file names (the tests pass it to the processes they start).
 """
 
 import os
+import secrets
 import urllib.parse
 from typing import Any
 
@@ -22,8 +25,9 @@ if os.environ.get("CACHEKIT_TEST_REDIS_DB"):  # one database per tox environment
     REDIS_URL = urllib.parse.urlunsplit(
         urllib.parse.urlsplit(REDIS_URL)._replace(path=f"/{int(os.environ['CACHEKIT_TEST_REDIS_DB'])}")
     )
-MEMCACHED = os.environ.get("CACHEKIT_TEST_MEMCACHED", "127.0.0.1:11211")
-RUN_ID = os.environ.get("CACHEKIT_TEST_RUN", str(os.getpid()))
+MEMCACHED = os.environ.get("CACHEKIT_TEST_MEMCACHED") or None
+# The PID tells runs on one machine apart, the random part runs in containers sharing a server.
+RUN_ID = os.environ.get("CACHEKIT_TEST_RUN") or f"{os.getpid()}-{secrets.token_hex(3)}"
 
 SECRET_KEY = "tests"
 USE_TZ = True
@@ -72,11 +76,13 @@ _caches: dict[str, dict[str, Any]] = {
         "OPTIONS": {"CLIENT_CLASS": "django_redis.client.DefaultClient"},
     },
     "redis": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL},
-    "memcached": {"BACKEND": "django.core.cache.backends.memcached.PyMemcacheCache", "LOCATION": MEMCACHED},
+    # No address yet: tests/conftest.py fills in its private server's.
+    "memcached": {"BACKEND": "django.core.cache.backends.memcached.PyMemcacheCache", "LOCATION": MEMCACHED or ""},
 }
 if CACHE not in _caches:
     raise ValueError(f"CACHEKIT_TEST_CACHE must be one of {sorted(_caches)}, not {CACHE!r}")
 
+# The run's keys, and only they, are what clear() deletes on Redis (tests/ownkeys.py).
 CACHES = {"default": {**_caches[CACHE], "KEY_PREFIX": f"t{RUN_ID}"}}
 CACHEKIT = {"CACHE_ALIAS": "default", "TIMEOUT": 600}
 

@@ -364,8 +364,8 @@ def garble(client, wrong_type=3):
     versions = [k for k in found if b"ck:v:" in k]
     entries = [k for k in found if b"ck:v:" not in k and b"ck:w:" not in k]
     for key in [*versions[: wrong_type - 1], *entries[:1]]:
-        client.delete(key)
-        client.hset(key, "garbage", "garbage")
+        # In one transaction: a reader running beside may write the key again between a DELETE and an HSET.
+        client.pipeline(transaction=True).delete(key).hset(key, "garbage", "garbage").execute()
     return found
 
 

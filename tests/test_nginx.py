@@ -31,6 +31,7 @@ NGINX_REDIS_DB = 11
 
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.programs("nginx"),
     pytest.mark.skipif(
         CACHE != "django-redis" or DB != "postgres",
         reason="the example project behind nginx caches in Redis with django-redis and stores in PostgreSQL "
@@ -40,9 +41,9 @@ pytestmark = [
 
 
 def redis_url():
-    """The test Redis server, in a database of its own: the suite flushes its
-    cache database before every test (and a suite running beside may too), and
-    a flush gives every tag a new version, so nginx's ETag would no longer match."""
+    """The test Redis server, in a database of its own: a flush of the suite's
+    database (by hand, or by a suite of an older version running beside) would
+    give every tag a new version, so nginx's ETag would no longer match."""
     url = urllib.parse.urlsplit(os.environ.get("CACHEKIT_TEST_REDIS_URL", "redis://127.0.0.1:6379/1"))
     return urllib.parse.urlunsplit(url._replace(path=f"/{NGINX_REDIS_DB}"))
 

@@ -24,6 +24,10 @@ from django_cachekit.stores.base import Store, Write
 
 logger = logging.getLogger("django_cachekit")
 
+# Seconds between two warnings about rejected entries: a cache full of them logs a line a minute, not one per read.
+REJECTED_LOG_INTERVAL = 60.0
+_rejected_logged: list[float] = [-REJECTED_LOG_INTERVAL, 0]  # when the last warning was logged, rejections since
+
 T = TypeVar("T")
 Versions = dict[str, int]
 Found = tuple[bool, Any, "Versions | None"]
@@ -245,14 +249,10 @@ def runtime() -> Runtime:
 def reset() -> None:
     with _lock:
         _runtimes.clear()
+    _rejected_logged[:] = [-REJECTED_LOG_INTERVAL, 0]
 
 
 resettable(reset_stores)  # their connections' settings come from the settings
-
-
-# Seconds between two warnings about rejected entries: a cache full of them logs a line a minute, not one per read.
-REJECTED_LOG_INTERVAL = 60.0
-_rejected_logged = [-REJECTED_LOG_INTERVAL, 0]  # when the last warning was logged, rejections since
 
 
 def rejected(namespace: str, key: str, exc: BaseException) -> None:

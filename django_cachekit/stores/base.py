@@ -86,6 +86,14 @@ class Store:
     def _get_many(self, keys: Sequence[str]) -> dict[str, Any]:
         return self.cache.get_many(list(keys))
 
+    def incr(self, key: str, delta: int = 1) -> int:
+        """The cache's ``incr``, except that LocMem's (which unpickles the value) first
+        deletes a value that is not a count: it then raises ``ValueError``, as for a missing key."""
+        cache = self.cache
+        if isinstance(cache, LocMemCache) and type(self.read(key)) is not int:
+            cache.delete(key)
+        return int(cache.incr(key, delta))
+
     def read(self, key: str) -> Any:
         return self.read_many([key]).get(key)
 
@@ -140,7 +148,7 @@ class Store:
         for key in mark_keys:
             if not cache.add(key, 1, timeout):
                 try:
-                    cache.incr(key)
+                    self.incr(key)
                 except ValueError:  # expired in between
                     cache.add(key, 1, timeout)
                 except Exception:
@@ -155,7 +163,7 @@ class Store:
         cache = self.cache
         for key in mark_keys:
             try:
-                cache.decr(key)
+                self.incr(key, -1)
             except ValueError:  # expired: its writers are past their bound
                 pass
             except Exception:
@@ -244,7 +252,7 @@ class Store:
         """Increment a version; a missing one stays missing, and what is not a version is deleted."""
         cache = self.cache
         try:
-            cache.incr(key)
+            self.incr(key)
         except ValueError:  # missing
             pass
         except Exception:
@@ -299,10 +307,10 @@ class Store:
         for field, n in counts.items():
             key = _counter_key(group, field)
             try:
-                cache.incr(key, n)
+                self.incr(key, n)
             except ValueError:  # no counter yet
                 if not cache.add(key, n, None):
-                    cache.incr(key, n)
+                    self.incr(key, n)
         if largest:
             kept = _largest(self.read(f"{group}big"))
             for name, members in largest.items():
@@ -345,8 +353,8 @@ class Store:
         cache = self.cache
         cache.add(key, 0, timeout)
         try:
-            return int(cache.incr(key))
-        except ValueError:  # expired in between
+            return self.incr(key)
+        except ValueError:  # expired in between, or not a count
             cache.add(key, 1, timeout)
             return 1
 

@@ -85,14 +85,24 @@ def _clean():
 def written(monkeypatch):
     """The keys django-cachekit writes entries (``entries``) and plain records (``records``) under."""
     found = {"entries": [], "records": []}
-    encode = codec.encode
-
-    def spy(key, *args):
-        found["entries"].append(key)
-        return encode(key, *args)
-
-    monkeypatch.setattr(codec, "encode", spy)
     store = core.runtime().store
+    set_, set_many, bump = store.set, store.set_many, store.bump
+
+    def spy_set(key, *args, **kwargs):
+        found["entries"].append(key)
+        return set_(key, *args, **kwargs)
+
+    def spy_set_many(items, *args, **kwargs):
+        found["entries"].extend(items)
+        return set_many(items, *args, **kwargs)
+
+    def spy_bump(version_keys, timeout, writes=(), *args, **kwargs):
+        found["entries"].extend(write.key for write in writes)  # write-through
+        return bump(version_keys, timeout, writes, *args, **kwargs)
+
+    monkeypatch.setattr(store, "set", spy_set)
+    monkeypatch.setattr(store, "set_many", spy_set_many)
+    monkeypatch.setattr(store, "bump", spy_bump)
     for name in ("plain_add", "plain_set", "plain_incr"):
         original = getattr(store, name, None)
         if original is None:

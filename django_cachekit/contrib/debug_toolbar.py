@@ -115,7 +115,9 @@ class CachekitPanel(Panel):
 
     def generate_stats(self, request: HttpRequest, response: HttpResponse) -> None:
         events = self._recorded
-        counts = {name: sum(e["event"] == name for e in events) for name in ("hit", "miss", "stale", "corrupt", "rejected")}
+        counts = {
+            name: sum(e["event"] == name for e in events) for name in ("hit", "miss", "stale", "corrupt", "rejected")
+        }
         namespaces: dict[str, dict[str, int]] = {}
         for e in events:
             row = namespaces.setdefault(

@@ -72,10 +72,7 @@ def encode(key: str, tags: tuple[str, ...], stamp: tuple[int, ...], payload: Any
     else:  # a list of rows pickles UTC once, a table of its own costs more than it saves
         data = pickle.dumps((tags, stamp, payload), protocol=pickle.HIGHEST_PROTOCOL)
     limit = conf.COMPRESS_MIN_SIZE
-    if limit and len(data) >= limit:
-        body = bytes((_ZLIB,)) + zlib.compress(data, 1)
-    else:
-        body = bytes((_PLAIN,)) + data
+    body = bytes((_ZLIB,)) + zlib.compress(data, 1) if limit and len(data) >= limit else bytes((_PLAIN,)) + data
     return signed(key, body) if conf.SIGN_ENTRIES else body
 
 

@@ -458,9 +458,7 @@ def store_many(
     if tally is not None and tally.dry:
         tally.stored.update((key, timeout) for key, *_ in items)
         return
-    values = {
-        key: codec.encode(key, tags, stamp(tags, versions), payload) for key, tags, versions, payload in items
-    }
+    values = {key: codec.encode(key, tags, stamp(tags, versions), payload) for key, tags, versions, payload in items}
     vkeys = keys.version_keys(dict.fromkeys(tag for _, tags, _, _ in items for tag in tags))
     if rt.call(rt.store.set_many, values, timeout, vkeys)[0]:
         events.record("store", namespace, len(items))

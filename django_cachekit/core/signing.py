@@ -76,7 +76,4 @@ def sign(key: str, body: bytes) -> bytes:
 def verify(key: str, mac: Any, body: Any) -> bool:
     """Whether ``mac`` is the MAC of ``body`` under ``key`` with ``SECRET_KEY``'s key or a fallback's."""
     encoded = _key_bytes(key)
-    for pads in _all_keys():
-        if hmac.compare_digest(_mac(pads, encoded, body), mac):
-            return True
-    return False
+    return any(hmac.compare_digest(_mac(pads, encoded, body), mac) for pads in _all_keys())

@@ -38,7 +38,8 @@ if __package__ in (None, ""):  # run as a script: make ``benchmarks`` importable
 
 from benchmarks import harness
 
-REDIS_HOST, REDIS_PORT, REDIS_DB = "127.0.0.1", 6379, 9  # db 9 belongs to this benchmark: it is flushed
+REDIS_HOST, REDIS_DB = "127.0.0.1", 9  # db 9 belongs to this benchmark: it is flushed
+REDIS_PORT = int(os.environ.get("CACHEKIT_BENCH_REDIS_PORT", "6379"))
 REDIS_URL = f"redis://{REDIS_HOST}:{REDIS_PORT}/{REDIS_DB}"
 PG_HOST, PG_PORT, PG_USER, PG_NAME = "127.0.0.1", 5432, "postgres", "cachekit_bench"
 PG_ADMIN_DATABASES = ("postgres", "test")
@@ -68,6 +69,7 @@ class Op(harness.Op):
 
     label: str
     stock: bool = False  # timed without django-cachekit's statement hook: plain Django
+    unsigned: bool = False  # timed with SIGN_ENTRIES off, over entries stored unsigned
 
 
 @dataclass
@@ -259,8 +261,24 @@ def hook_problem(op: Op) -> str | None:
 
 
 def hook_state(op: Op) -> AbstractContextManager[None]:
-    """Around each batch of calls: a stock op runs with the statement hook detached."""
+    """Around each batch of calls: a stock op runs with the statement hook detached, an unsigned
+    one with SIGN_ENTRIES off."""
+    if op.unsigned:
+        return signing_off()
     return cachekit_hook_detached() if op.stock else nullcontext()
+
+
+@contextmanager
+def signing_off() -> Iterator[None]:
+    # Set on the settings object itself: override_settings would reset the stores' connections.
+    from django_cachekit.core.settings import conf
+
+    was = conf.SIGN_ENTRIES
+    conf.__dict__["SIGN_ENTRIES"] = False
+    try:
+        yield
+    finally:
+        conf.__dict__["SIGN_ENTRIES"] = was
 
 
 class DatabaseBench:
@@ -285,6 +303,12 @@ class DatabaseBench:
         plain_pks = list(BenchArticlePlain.objects.order_by("id").values_list("id", flat=True))
         warm = min(WARM_ROWS, len(pks) - SAVE_ROWS)
         self.warm_pks = pks[:warm]
+        # Rows whose entries are stored unsigned, for the signed/unsigned get hit: apart from the others.
+        spare = pks[warm + SAVE_ROWS :]
+        if len(spare) >= warm:
+            self.unsigned_pks = spare[:warm]
+        else:  # --quick: too few rows, the warm ones are shared out
+            self.warm_pks, self.unsigned_pks = self.warm_pks[: warm // 2], self.warm_pks[warm // 2 :]
         self.plain_warm_pks = plain_pks[:warm]
         self.save_objs = list(BenchArticle.objects.filter(pk__in=pks[warm : warm + SAVE_ROWS]).order_by("id"))
         self.plain_save_objs = list(
@@ -355,17 +379,29 @@ class DatabaseBench:
 
     # verifications (before timing)
 
-    def verify_get_hit(self) -> str | None:
+    def verify_get_hit(self, pks: Sequence[Any] | None = None) -> str | None:
+        pks = self.warm_pks if pks is None else pks
         for _ in range(2):
-            for pk in self.warm_pks:
+            for pk in pks:
                 self.cached_get(pk)
-        pk = self.warm_pks[len(self.warm_pks) // 2]
+        pk = pks[len(pks) // 2]
         obj, sqls = self.zero_queries(lambda: self.cached_get(pk))
         if sqls:
             return f"a warm get ran SQL ({plural(len(sqls), 'query')}): {sqls[0]}"
         if row_of(obj, self.attnames) != self.db_row(pk):
             return f"get(pk={pk}) returned values that differ from the database row"
         return None
+
+    def verify_get_hit_unsigned(self) -> str | None:
+        from django.core.cache import caches
+
+        with signing_off():
+            problem = self.verify_get_hit(self.unsigned_pks)
+        key = caches["default"].make_key(self.Article.objects.get(pk=self.unsigned_pks[0]).cache_key)
+        raw = self.redis.get(key)
+        if problem is None and (raw is None or raw[:1] != b"\x01"):
+            return "the unsigned rows' entries are not stored unsigned"
+        return problem
 
     def verify_list_hit(self) -> str | None:
         self.cached_list()
@@ -534,13 +570,52 @@ class DatabaseBench:
         ]
         return reads, writes
 
+    def time_signing(self) -> list[Result]:
+        """Get hits with signed and with unsigned entries, one call of each in turn (and each
+        first in turn). In ``run_phase``'s rounds the first op of a round pays for what ran
+        before it, more than a MAC costs: a ratio of two ops there measures their places."""
+        from django.db import connection
+
+        ops = [
+            Op(
+                "get_hit_signed",
+                self.cached_get,
+                self.cycle(self.warm_pks),
+                self.same_pk,
+                self.verify_get_hit,
+                label="get hit, signed (alternating)",
+            ),
+            Op(
+                "get_hit_unsigned",
+                self.cached_get,
+                self.cycle(self.unsigned_pks),
+                self.same_pk,
+                self.verify_get_hit_unsigned,
+                label="get hit, unsigned (alternating)",
+                unsigned=True,
+            ),
+        ]
+        timings = [harness.Timing(op, precondition=hook_problem, context=hook_state) for op in ops]
+        for timing in timings:
+            timing.verify()
+        counter = harness.QueryCounter()
+        gc.collect()
+        with connection.execute_wrapper(counter):
+            for i in range(self.warmup + self.iterations):
+                for timing in timings if i % 2 else timings[::-1]:
+                    timing.run(1, counter, record=i >= self.warmup)
+        return [result_of(timing) for timing in timings]
+
     def run(self) -> list[Result]:
         reads, writes = self.phases()
         gc.collect()
         gc.freeze()  # keep set-up objects out of the collections timed calls trigger
         # Reads first: every save invalidates the cached list and count.
         for phase in (reads, writes):
-            for result in run_phase(phase, self.iterations, self.warmup):
+            results = run_phase(phase, self.iterations, self.warmup)
+            if phase is reads:
+                results += self.time_signing()
+            for result in results:
                 if result.failed:
                     print(f"FAILED {self.db}: {result.label}: {result.failed}", flush=True)
                 self.results.append(result)
@@ -566,6 +641,7 @@ RATIOS = (
     Ratio("list_hit_vs_floor", "list-of-100 hit / its floor", "list_hit", "floor_list", 1.3),
     Ratio("save_vs_uncached", "save / uncached save", "save", "uncached_save", 1.35),  # two round trips: mark, bump
     Ratio("read_after_save_vs_get", "read after save / uncached get", "read_after_save", "uncached_get", 1.5),
+    Ratio("signing_cost", "get-by-pk hit, signed / unsigned", "get_hit_signed", "get_hit_unsigned", 1.05),
     Ratio("get_hit_vs_uncached", "cached get hit / uncached get", "get_hit", "uncached_get", None),
     Ratio("list_hit_vs_uncached", "list hit / uncached list", "list_hit", "uncached_list", None),
     Ratio("count_hit_vs_uncached", "count hit / uncached count", "count_hit", "uncached_count", None),

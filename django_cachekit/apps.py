@@ -66,3 +66,7 @@ def _settings_changed(setting: str, **kwargs: Any) -> None:
         from django_cachekit import memo
 
         memo.reset_all()
+    elif setting in ("SECRET_KEY", "SECRET_KEY_FALLBACKS"):
+        from django_cachekit.core import signing
+
+        signing.reset()  # entries are signed with keys derived from them

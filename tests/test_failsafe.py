@@ -477,9 +477,10 @@ def test_entries_without_timeout_outlive_a_short_tag_timeout(server, queries):
 def stamped_versions(server, alias, article):
     """PTTL (ms) of each version key the article's object entry is stamped with."""
     client = server.client()
-    raw = client.get(caches[alias].make_key(meta.info(Article).object_key("default", article.pk)))
+    key = meta.info(Article).object_key("default", article.pk)
+    raw = client.get(caches[alias].make_key(key))
     assert raw is not None, "the object entry was not stored"
-    tags, _, _ = codec.decode(raw)
+    tags, _, _ = codec.decode(key, raw)
     assert tags
     made = [caches[alias].make_key(k) for k in keys.version_keys(tags)]
     assert all("ck:v:" in k for k in made)

@@ -115,18 +115,20 @@ class CachekitPanel(Panel):
 
     def generate_stats(self, request: HttpRequest, response: HttpResponse) -> None:
         events = self._recorded
-        counts = {name: sum(e["event"] == name for e in events) for name in ("hit", "miss", "stale", "corrupt")}
+        counts = {
+            name: sum(e["event"] == name for e in events) for name in ("hit", "miss", "stale", "corrupt", "rejected")
+        }
         namespaces: dict[str, dict[str, int]] = {}
         for e in events:
             row = namespaces.setdefault(
-                e["namespace"], {"hit": 0, "miss": 0, "stale": 0, "corrupt": 0, "invalidated": 0}
+                e["namespace"], {"hit": 0, "miss": 0, "stale": 0, "corrupt": 0, "rejected": 0, "invalidated": 0}
             )
             row[e["event"]] += 1
         rate = totals.hit_rate(counts)
         self.record_stats(  # type: ignore[no-untyped-call]
             {
                 "hits": counts["hit"],
-                "misses": counts["miss"] + counts["stale"] + counts["corrupt"],
+                "misses": counts["miss"] + counts["stale"] + counts["corrupt"] + counts["rejected"],
                 "stale": counts["stale"],
                 "invalidations": sum(e["event"] == "invalidated" for e in events),
                 "hit_rate": rate,

@@ -2,6 +2,12 @@
 
 An entry is ``(tags, stamp, payload)``: the tags it depends on, their versions
 when its data was read, and the data. Large entries are compressed.
+
+With ``SIGN_ENTRIES`` (the default) an entry is ``[3][MAC][body]``, the body
+being what is stored unsigned (``[1][pickle]`` or ``[2][zlib of the pickle]``)
+and the MAC an HMAC-SHA256 of the entry's key and its body (see ``signing``).
+The MAC is checked before the body is decompressed or unpickled: an entry
+that is unsigned or badly signed is rejected, and nothing of it runs.
 """
 
 from __future__ import annotations
@@ -13,14 +19,22 @@ import pickle
 import zlib
 from typing import Any
 
+from django_cachekit.core import signing
 from django_cachekit.core.settings import conf
 
 _PLAIN = 1
 _ZLIB = 2
+_SIGNED = 3
+_SIGNED_HEAD = bytes((_SIGNED,))
+_BODY = 1 + signing.MAC_SIZE  # where a signed entry's body starts
 
 
 class CorruptEntry(ValueError):
     pass
+
+
+class RejectedEntry(CorruptEntry):
+    """An entry that is not signed, or not by this site's keys, for its key: never unpickled."""
 
 
 _UTC = datetime.UTC
@@ -49,7 +63,8 @@ def _row_pickler() -> type[_RowPickler]:
     return _RowPickler
 
 
-def encode(tags: tuple[str, ...], stamp: tuple[int, ...], payload: Any) -> bytes:
+def encode(key: str, tags: tuple[str, ...], stamp: tuple[int, ...], payload: Any) -> bytes:
+    """The bytes stored under ``key`` for an entry (signed for that key with ``SIGN_ENTRIES``)."""
     if type(payload) is tuple:  # one row
         buffer = io.BytesIO()
         _row_pickler()(buffer, pickle.HIGHEST_PROTOCOL).dump((tags, stamp, payload))
@@ -57,14 +72,28 @@ def encode(tags: tuple[str, ...], stamp: tuple[int, ...], payload: Any) -> bytes
     else:  # a list of rows pickles UTC once, a table of its own costs more than it saves
         data = pickle.dumps((tags, stamp, payload), protocol=pickle.HIGHEST_PROTOCOL)
     limit = conf.COMPRESS_MIN_SIZE
-    if limit and len(data) >= limit:
-        return bytes((_ZLIB,)) + zlib.compress(data, 1)
-    return bytes((_PLAIN,)) + data
+    body = bytes((_ZLIB,)) + zlib.compress(data, 1) if limit and len(data) >= limit else bytes((_PLAIN,)) + data
+    return signed(key, body) if conf.SIGN_ENTRIES else body
 
 
-def decode(raw: Any) -> tuple[tuple[str, ...], tuple[int, ...], Any]:
-    """The entry in ``raw``; anything that does not load raises ``CorruptEntry``."""
-    if not isinstance(raw, bytes) or not raw:
+def signed(key: str, body: bytes) -> bytes:
+    """``body`` (an unsigned entry's bytes) signed for ``key``."""
+    return b"".join((_SIGNED_HEAD, signing.sign(key, body), body))
+
+
+def decode(key: str, raw: Any) -> tuple[tuple[str, ...], tuple[int, ...], Any]:
+    """The entry stored under ``key`` in ``raw``; anything that does not load raises
+    ``CorruptEntry``, and with ``SIGN_ENTRIES`` anything not signed for ``key``
+    ``RejectedEntry``, before any of it is decompressed or unpickled."""
+    if isinstance(raw, bytes) and raw[:1] == _SIGNED_HEAD:
+        view = memoryview(raw)
+        if len(raw) < _BODY or not signing.verify(key, view[1:_BODY], view[_BODY:]):
+            raise RejectedEntry("badly signed (another key, another SECRET_KEY, or forged)")
+        raw = view[_BODY:]
+    elif conf.SIGN_ENTRIES:
+        what = "bytes" if isinstance(raw, bytes) else "a value of another type"
+        raise RejectedEntry(f"unsigned ({what})")
+    elif not isinstance(raw, bytes) or not raw:
         raise CorruptEntry(f"not an entry: {type(raw).__name__}")
     try:
         body = memoryview(raw)[1:]

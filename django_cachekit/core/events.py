@@ -4,7 +4,7 @@ The protocol and every layer above it report through three hooks, and know
 nothing of who counts:
 
 - ``record(event, namespace, n=1)``: an outcome (``hit``, ``miss``, ``stale``,
-  ``corrupt``, ``bypass``, ``store``, ``invalidation``, ``error``) in a
+  ``corrupt``, ``rejected``, ``bypass``, ``store``, ``invalidation``, ``error``) in a
   namespace (a model label, a function's dotted name, ``cache``);
 - ``sized(namespace, key, nbytes)``: an entry stored, with its size;
 - ``invalidated(tags)``: the tags a bump retired.

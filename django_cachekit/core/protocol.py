@@ -24,6 +24,10 @@ from django_cachekit.stores.base import Store, Write
 
 logger = logging.getLogger("django_cachekit")
 
+# Seconds between two warnings about rejected entries: a cache full of them logs a line a minute, not one per read.
+REJECTED_LOG_INTERVAL = 60.0
+_rejected_logged: list[float] = [-REJECTED_LOG_INTERVAL, 0]  # when the last warning was logged, rejections since
+
 T = TypeVar("T")
 Versions = dict[str, int]
 Found = tuple[bool, Any, "Versions | None"]
@@ -245,9 +249,30 @@ def runtime() -> Runtime:
 def reset() -> None:
     with _lock:
         _runtimes.clear()
+    _rejected_logged[:] = [-REJECTED_LOG_INTERVAL, 0]
 
 
 resettable(reset_stores)  # their connections' settings come from the settings
+
+
+def rejected(namespace: str, key: str, exc: BaseException) -> None:
+    """An entry not signed for its key by this site: a miss, counted and logged, never unpickled."""
+    events.record("rejected", namespace)
+    if cache_miss.receivers:
+        signals.miss(namespace, key, "rejected")
+    now = time.monotonic()
+    last, unlogged = _rejected_logged
+    if now - last < REJECTED_LOG_INTERVAL:
+        _rejected_logged[1] = unlogged + 1
+        return
+    _rejected_logged[:] = [now, 0]
+    logger.warning(
+        "django-cachekit: rejected the entry %s in %s, treated as a miss and never unpickled: %s%s",
+        key,
+        namespace,
+        exc,
+        f" ({unlogged} more rejected since the last warning)" if unlogged else "",
+    )
 
 
 def _validate(raw: Any, required: Sequence[str], versions: Versions, namespace: str, key: str) -> tuple[bool, Any]:
@@ -259,8 +284,11 @@ def _validate(raw: Any, required: Sequence[str], versions: Versions, namespace: 
             signals.miss(namespace, key, "miss")
         return False, None
     try:
-        entry_tags, entry_stamp, payload = codec.decode(raw)
+        entry_tags, entry_stamp, payload = codec.decode(key, raw)
         valid = entry_tags[: len(required)] == required and entry_stamp == tuple(versions[t] for t in entry_tags)
+    except codec.RejectedEntry as exc:
+        rejected(namespace, key, exc)
+        return False, None
     except codec.CorruptEntry as exc:
         logger.warning("django-cachekit: unreadable entry in %s treated as a miss: %s", namespace, exc)
         events.record("corrupt", namespace)
@@ -412,7 +440,7 @@ def store(
     if tally is not None and tally.dry:
         tally.stored[key] = timeout
         return
-    value = codec.encode(tags, stamp(tags, versions), payload)
+    value = codec.encode(key, tags, stamp(tags, versions), payload)
     if rt.call(rt.store.set, key, value, timeout, keys.version_keys(tags))[0]:
         events.record("store", namespace)
         events.sized(namespace, key, len(value))
@@ -430,7 +458,7 @@ def store_many(
     if tally is not None and tally.dry:
         tally.stored.update((key, timeout) for key, *_ in items)
         return
-    values = {key: codec.encode(tags, stamp(tags, versions), payload) for key, tags, versions, payload in items}
+    values = {key: codec.encode(key, tags, stamp(tags, versions), payload) for key, tags, versions, payload in items}
     vkeys = keys.version_keys(dict.fromkeys(tag for _, tags, _, _ in items for tag in tags))
     if rt.call(rt.store.set_many, values, timeout, vkeys)[0]:
         events.record("store", namespace, len(items))

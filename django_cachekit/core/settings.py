@@ -91,6 +91,7 @@ SETTINGS: dict[str, Setting] = {
         lambda v: (_is_int(v) or isinstance(v, float)) and 0 < v <= 3600,
         "a positive number of seconds, at most 3600",
     ),
+    "SIGN_ENTRIES": Setting(True, "django_cachekit.E034", lambda v: isinstance(v, bool), "True or False"),
     "METRICS": Setting(True, "django_cachekit.E012", lambda v: isinstance(v, bool), "True or False"),
     "METRICS_FLUSH_INTERVAL": Setting(
         10.0,
@@ -217,6 +218,10 @@ class Settings:
     @cached_property
     def PENDING_POLL(self) -> float:
         return float(self._get("PENDING_POLL"))
+
+    @cached_property
+    def SIGN_ENTRIES(self) -> bool:
+        return bool(self._get("SIGN_ENTRIES"))
 
     @cached_property
     def METRICS(self) -> bool:

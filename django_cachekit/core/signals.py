@@ -8,7 +8,8 @@ receiver is connected, so unused signals cost a hit one attribute test.
 
 - ``cache_hit``: ``key``, the entry served.
 - ``cache_miss``: ``key`` and ``reason``: ``"miss"`` (no entry), ``"stale"``
-  (an entry stamped with older versions) or ``"corrupt"`` (an unreadable one).
+  (an entry stamped with older versions), ``"corrupt"`` (an unreadable one) or
+  ``"rejected"`` (one not signed for its key by this site, never unpickled).
 - ``cache_invalidated``: ``tags``, the tags of that namespace that were
   bumped; or ``key`` when one ``@cached`` call's entry was deleted.
 """

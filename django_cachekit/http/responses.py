@@ -430,24 +430,28 @@ def admits_variant(view: str, key: str, bound: int | None, window: int) -> bool:
     rt = protocol.runtime()
     if not rt.breaker.allow():
         return False
-    cache = rt.store.cache
+    store = rt.store
     counter = f"{conf.KEY_BASE}h:vc:{keys.digest(view)}"
     marker = f"{conf.KEY_BASE}h:vm:{keys.digest(key)}"
-    ok, found = rt.call(cache.get_many, [counter, marker])
+    # Plain records, like the Last-Modified ones: never read through the cache's serializer.
+    ok, found = rt.call(store.plain_get_many, [counter, marker])
     if not ok or found is None:
         return False
-    if marker in found:
+    if found[1] is not None:
         return True
-    count = found.get(counter)
-    if isinstance(count, int) and count >= bound:
+    count = _count(found[0])
+    if count is not None and count >= bound:
         return False
-    ok, added = rt.call(cache.add, marker, 1, window)
+    ok, added = rt.call(store.plain_add, marker, "1", window)
     if not ok:
         return False
     if added:
-        rt.call(cache.add, counter, 0, window)
-        rt.call(cache.incr, counter)
+        rt.call(store.plain_incr, counter, window)
     return True
+
+
+def _count(value: str | None) -> int | None:
+    return int(value) if value is not None and _SECOND.fullmatch(value) else None
 
 
 # -- conditional's checks ---------------------------------------------------------------

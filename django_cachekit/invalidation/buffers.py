@@ -70,7 +70,7 @@ class WriteThrough:
             self.target.__dict__[VERSIONS_ATTR] = dict(zip(self.tags, stamp))
         return Write(
             self.key,
-            codec.encode(self.tags, tuple(stamp), self.payload),
+            codec.encode(self.key, self.tags, tuple(stamp), self.payload),
             self.timeout,
             expect,
             keys.version_keys(self.otherwise) if self.otherwise else (),

@@ -18,9 +18,10 @@ from django.db import models
 from django_cachekit.core import keys, signals
 from django_cachekit.schema import meta
 
-EVENTS = ("hit", "miss", "stale", "corrupt", "bypass", "store", "invalidation", "error")
-# The outcomes of a lookup: a hit, or a miss of one kind (no entry, an outdated one, an unreadable one).
-LOOKUPS = ("hit", "miss", "stale", "corrupt")
+EVENTS = ("hit", "miss", "stale", "corrupt", "rejected", "bypass", "store", "invalidation", "error")
+# The outcomes of a lookup: a hit, or a miss of one kind (no entry, an outdated one, an unreadable one,
+# one not signed for its key).
+LOOKUPS = ("hit", "miss", "stale", "corrupt", "rejected")
 BIGGEST_KEPT = 5
 
 _local = threading.local()

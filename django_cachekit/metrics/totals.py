@@ -121,7 +121,7 @@ class Report:
 
 
 def hit_rate(counts: dict[str, int]) -> float | None:
-    """Hits as a percentage of lookups (hits, misses, stale and unreadable entries); None without lookups."""
+    """Hits as a percentage of lookups (hits, misses, stale, unreadable and rejected entries); None without lookups."""
     lookups = sum(counts.get(e, 0) for e in counters.LOOKUPS)
     return round(100.0 * counts.get("hit", 0) / lookups, 1) if lookups else None
 

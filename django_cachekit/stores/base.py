@@ -13,6 +13,8 @@ from typing import Any
 from django.core.cache import BaseCache, caches
 from django.core.cache.backends.locmem import LocMemCache
 
+from django_cachekit.stores import raw
+
 
 def fresh_version() -> int:
     # Random and far from 0 and 1: a version key that was evicted and created
@@ -67,10 +69,33 @@ class Store:
 
     def __init__(self, alias: str) -> None:
         self.alias = alias
+        self._reader: raw.Reader | None = None
 
     @property
     def cache(self) -> BaseCache:
         return caches[self.alias]
+
+    def read_many(self, keys: Sequence[str]) -> dict[str, Any]:
+        """The values of the present ``keys``, read without unpickling a class where the
+        backend allows (see ``raw``): a value that names one reads as ``raw.UNREADABLE``."""
+        reader = self._reader
+        if reader is None:
+            reader = self._reader = raw.reader_for(self.cache) or self._get_many
+        return reader(keys)
+
+    def _get_many(self, keys: Sequence[str]) -> dict[str, Any]:
+        return self.cache.get_many(list(keys))
+
+    def incr(self, key: str, delta: int = 1) -> int:
+        """The cache's ``incr``, except that LocMem's (which unpickles the value) first
+        deletes a value that is not a count: it then raises ``ValueError``, as for a missing key."""
+        cache = self.cache
+        if isinstance(cache, LocMemCache) and type(self.read(key)) is not int:
+            cache.delete(key)
+        return int(cache.incr(key, delta))
+
+    def read(self, key: str) -> Any:
+        return self.read_many([key]).get(key)
 
     def describe(self) -> str:
         backend = type(self.cache)
@@ -81,7 +106,7 @@ class Store:
     ) -> tuple[list[Any], list[int | None], list[bool]]:
         """Entries for ``keys``, versions for ``version_keys`` and whether each of
         ``mark_keys`` says a write is being committed, in one round trip."""
-        found = self.cache.get_many([*keys, *version_keys, *mark_keys])
+        found = self.read_many([*keys, *version_keys, *mark_keys])
         entries = [found.get(k) for k in keys]
         versions = [v if _is_version(v) else None for v in (found.get(k) for k in version_keys)]
         return entries, versions, [_marked(found.get(k)) for k in mark_keys]
@@ -123,11 +148,11 @@ class Store:
         for key in mark_keys:
             if not cache.add(key, 1, timeout):
                 try:
-                    cache.incr(key)
+                    self.incr(key)
                 except ValueError:  # expired in between
                     cache.add(key, 1, timeout)
                 except Exception:
-                    if _is_version(cache.get(key)):
+                    if _is_version(self.read(key)):
                         raise
                     cache.set(key, 1, timeout)  # what was there counted no writer
 
@@ -138,11 +163,11 @@ class Store:
         cache = self.cache
         for key in mark_keys:
             try:
-                cache.decr(key)
+                self.incr(key, -1)
             except ValueError:  # expired: its writers are past their bound
                 pass
             except Exception:
-                if _is_version(cache.get(key)):
+                if _is_version(self.read(key)):
                     raise
                 cache.delete(key)
 
@@ -164,7 +189,7 @@ class Store:
         starts = list(values) if values is not None else [fresh_version() for _ in version_keys]
         for key, start in zip(version_keys, starts):
             cache.add(key, start, None)
-        found = cache.get_many(list(version_keys))
+        found = self.read_many(version_keys)
         out: list[int | None] = []
         for key, start in zip(version_keys, starts):
             value = found.get(key)
@@ -210,7 +235,7 @@ class Store:
             self._incr(key)
         stored = 0
         for write in writes:
-            current = cache.get_many([e.key for e in write.expect if not e.create])
+            current = self.read_many([e.key for e in write.expect if not e.create])
             if any(not e.create and current.get(e.key) != e.version for e in write.expect) or not all(
                 cache.add(e.key, e.version, None) for e in write.expect if e.create
             ):
@@ -227,13 +252,13 @@ class Store:
         """Increment a version; a missing one stays missing, and what is not a version is deleted."""
         cache = self.cache
         try:
-            cache.incr(key)
+            self.incr(key)
         except ValueError:  # missing
             pass
         except Exception:
             # A value incr cannot take (the backend's own error): if the key holds
             # something other than a version, it is one that is missing.
-            if _is_version(cache.get(key)):
+            if _is_version(self.read(key)):
                 raise
             cache.delete(key)
 
@@ -276,35 +301,35 @@ class Store:
         cache = self.cache
         fields = set(counts) | {f"{name}|store" for name in largest}
         index_key = f"{group}index"
-        index = cache.get(index_key) or []
+        index = _list(self.read(index_key))
         if not fields.issubset(index):  # the first add of a field, or the totals were cleared
             cache.set(index_key, sorted(fields.union(index)), None)
         for field, n in counts.items():
             key = _counter_key(group, field)
             try:
-                cache.incr(key, n)
+                self.incr(key, n)
             except ValueError:  # no counter yet
                 if not cache.add(key, n, None):
-                    cache.incr(key, n)
+                    self.incr(key, n)
         if largest:
-            kept: dict[str, dict[str, int]] = cache.get(f"{group}big") or {}
+            kept = _largest(self.read(f"{group}big"))
             for name, members in largest.items():
                 merge_largest(kept.setdefault(name, {}), members, keep)
             cache.set(f"{group}big", kept, None)
 
     def read_totals(self, group: str, keep: int) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
         """``(counts, largest)`` of ``group``, as ``add_totals`` left them."""
-        cache = self.cache
-        fields = cache.get(f"{group}index") or []
+        fields = _list(self.read(f"{group}index"))
         by_key = {_counter_key(group, field): field for field in fields}
         counts: dict[str, int] = {}
-        for key, n in cache.get_many(list(by_key)).items():
-            counts[by_key[key]] = counts.get(by_key[key], 0) + int(n)
-        return counts, dict(cache.get(f"{group}big") or {})
+        for key, n in self.read_many(list(by_key)).items():
+            if type(n) is int:
+                counts[by_key[key]] = counts.get(by_key[key], 0) + n
+        return counts, _largest(self.read(f"{group}big"))
 
     def clear_totals(self, group: str) -> None:
         cache = self.cache
-        fields = cache.get(f"{group}index") or []
+        fields = _list(self.read(f"{group}index"))
         cache.delete_many([*(_counter_key(group, field) for field in fields), f"{group}index", f"{group}big"])
 
     # -- plain records: short text (the HTTP layer's Last-Modified seconds), never an entry ------
@@ -312,8 +337,8 @@ class Store:
     def plain_get_many(self, keys: Sequence[str]) -> list[str | None]:
         """The text stored under each key by ``plain_add``/``plain_set``; None where the
         key is missing or holds anything else."""
-        found = self.cache.get_many(list(keys))
-        return [value if type(value) is str else None for value in (found.get(k) for k in keys)]
+        found = self.read_many(keys)
+        return [_text(found.get(k)) for k in keys]
 
     def plain_add(self, key: str, value: str, timeout: int | None) -> bool:
         """Store ``value`` unless ``key`` exists; whether it was stored."""
@@ -321,6 +346,32 @@ class Store:
 
     def plain_set(self, key: str, value: str, timeout: int | None) -> None:
         self.cache.set(key, value, timeout)
+
+    def plain_incr(self, key: str, timeout: int | None) -> int:
+        """Add 1 to the count under ``key`` (read back by ``plain_get_many`` as decimal text),
+        created at 0 for ``timeout`` seconds if missing; returns the new count."""
+        cache = self.cache
+        cache.add(key, 0, timeout)
+        try:
+            return self.incr(key)
+        except ValueError:  # expired in between, or not a count
+            cache.add(key, 1, timeout)
+            return 1
+
+
+def _list(value: Any) -> list[Any]:
+    return value if type(value) is list else []
+
+
+def _largest(value: Any) -> dict[str, dict[str, int]]:
+    return value if type(value) is dict else {}
+
+
+def _text(value: Any) -> str | None:
+    # Text, or a count (a plain_incr counter): anything else is no record.
+    if type(value) is str:
+        return value
+    return str(value) if type(value) is int else None
 
 
 def _counter_key(group: str, field: str) -> str:

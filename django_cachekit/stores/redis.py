@@ -611,6 +611,13 @@ class RedisStore(Store):
         expiry = ("PX", timeout * 1000) if timeout else ()
         self.command("SET", self._make_key(key), value, *expiry)
 
+    def plain_incr(self, key: str, timeout: int | None) -> int:
+        name = self._make_key(key)
+        expiry = ("PX", timeout * 1000) if timeout else ()
+        # Created with its expiry first: INCR alone would make a key that never expires.
+        _, count = self.commands([("SET", name, 0, "NX", *expiry), ("INCR", name)])
+        return int(count)
+
 
 def _plain(raw: Any) -> str | None:
     if isinstance(raw, bytes):

@@ -78,7 +78,7 @@ def snapshot(report):
             "namespace": r["namespace"],
             "kind": r["kind"],
             "hits": r["hit"],
-            "misses": r["miss"] + r["corrupt"],
+            "misses": r["miss"] + r["corrupt"] + r["rejected"],
             "stale": r["stale"],
             "lookups": r["lookups"],
             "hit_rate": r["hit_rate"],

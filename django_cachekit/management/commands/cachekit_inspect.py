@@ -95,7 +95,7 @@ class Command(BaseCommand):
         if raw is not None:
             report["ttl"] = None if ttl is None else ("never" if math.isinf(ttl) else round(ttl, 3))
             try:
-                tags, stamp, payload = codec.decode(raw)
+                tags, stamp, payload = codec.decode(key, raw)
             except codec.CorruptEntry as exc:
                 report["unreadable"] = str(exc)
             else:

@@ -588,6 +588,9 @@ def traffic(monkeypatch):
     """Lookups made while ``cachekit_stats --watch`` waits: ``(hits, misses)`` per interval, in order."""
     from django_cachekit.management.commands import cachekit_stats
 
+    # The counts stay in this process: a flush by the background thread would put them in the
+    # cache, where the clear() below that makes a miss would wipe them between two readings.
+    monkeypatch.setattr(totals, "flush", lambda: False)
     author = AuthorFactory()
     fresh_cache()
     Author.objects.cache().get(pk=author.pk)  # stored before the first reading: the next read hits

@@ -592,6 +592,33 @@ WAITS_BOUND = 2  # unreachable cache commands one call may wait for
 HANG_BOUND = 2.5  # seconds outside SQL: the server stays down for 5 s, each command waits 0.2 s
 
 
+class FailedCommands:
+    """Counts, per thread, the cache commands that could not reach the server: each one a wait."""
+
+    def __init__(self, breaker):
+        self.breaker = breaker
+        self.count = breaker.failure
+        self.by_thread = {}
+        self.opened_at = None  # when the breaker first opened, by its own clock
+        breaker.failure = self.failure
+
+    def failure(self, exc):
+        thread = threading.get_ident()
+        self.by_thread[thread] = self.by_thread.get(thread, 0) + 1
+        self.count(exc)
+        if self.opened_at is None:
+            self.opened_at = self.breaker.opened_at
+
+    def start(self):
+        self.by_thread[threading.get_ident()] = 0
+
+    def commands(self):
+        return self.by_thread.get(threading.get_ident(), 0)
+
+    def stop(self):
+        del self.breaker.failure
+
+
 def workload(server, fault, recover):
     """8 threads save and read their own row and the list of all; break the server for 5 s.
 
@@ -600,19 +627,7 @@ def workload(server, fault, recover):
     """
     ledger = Ledger()
     calls = []
-    # Each cache command that could not reach the server, counted per thread: a call's waits.
-    breaker = core.runtime().breaker
-    count_failure = breaker.failure
-    failed = threading.local()
-    opened_at = []
-
-    def failure(exc):
-        failed.commands = getattr(failed, "commands", 0) + 1
-        count_failure(exc)
-        if breaker.opened_at is not None and not opened_at:
-            opened_at.append(breaker.opened_at)
-
-    breaker.failure = failure
+    failed = FailedCommands(core.runtime().breaker)
     articles = ArticleFactory.create_batch(8)
     ledger.created(*articles)
     pks = [a.pk for a in articles]
@@ -630,7 +645,7 @@ def workload(server, fault, recover):
             finally:
                 in_database[0] += time.monotonic() - started
 
-        failed.commands = 0
+        failed.start()
         began = time.monotonic()
         try:
             with CaptureQueriesContext(connection) as ctx, connection.execute_wrapper(timer):
@@ -640,7 +655,7 @@ def workload(server, fault, recover):
             ledger.errors.append(f"{kind}: {traceback.format_exc()}")
             return
         took = time.monotonic() - began
-        calls.append((kind, began, took, len(ctx.captured_queries), in_database[0], failed.commands))
+        calls.append((kind, began, took, len(ctx.captured_queries), in_database[0], failed.commands()))
         if seen is not None:
             ledger.reads.append((began, f"thread {kind}", seen, len(ctx.captured_queries)))
 
@@ -693,10 +708,10 @@ def workload(server, fault, recover):
         server.resume()
         for thread in threads:
             thread.join(10)
-        del breaker.failure
+        failed.stop()
     hung = [t for t in threads if t.is_alive()]
     assert not hung, f"{len(hung)} threads still in a call 10 s after the end"
-    opened = opened_at[0] if opened_at else opened  # the breaker's own clock, not this loop's
+    opened = failed.opened_at or opened  # the breaker's own clock, not this loop's
     return ledger, calls, faulted, opened, back, pks
 
 
@@ -763,14 +778,18 @@ def test_after_the_cooldown_one_request_probes_a_hung_cache(server):
             )
             barrier = threading.Barrier(6)
             took = {}
+            waited = {}
+            failed = FailedCommands(breaker)
 
             def one(i):
                 try:
                     connection.ensure_connection()
                     barrier.wait(5)
+                    failed.start()
                     began = time.monotonic()
                     assert get_views(article.pk) == {article.pk: 0}
                     took[i] = time.monotonic() - began
+                    waited[i] = failed.commands()
                 finally:
                     connections.close_all()
 
@@ -781,12 +800,16 @@ def test_after_the_cooldown_one_request_probes_a_hung_cache(server):
                 thread.join(3)
             pending += threads
             durations = [took.get(i, float("inf")) for i in range(6)]
+            failed.stop()
         finally:
             server.resume()
             for thread in pending:
                 thread.join(10)
-        slow = [d for d in durations if d > 0.15]
-        assert len(slow) <= 1, f"{len(slow)} of 6 requests waited for the hung cache: {durations}"
+        assert len(took) == 6, f"{6 - len(took)} of 6 requests did not return in 3 s: {durations}"
+        # The probe waits for the hung server (one command); the others skip it.
+        probes = [i for i in range(6) if waited[i]]
+        assert len(probes) == 1, f"{len(probes)} of 6 requests waited for the hung cache: {waited}, {durations}"
+        assert waited[probes[0]] == 1, f"the probe waited for {waited[probes[0]]} commands"
 
 
 # -- E. a bad key or value is the caller's error, not an outage ------------------------------

@@ -21,7 +21,7 @@ from django.urls import path
 
 from django_cachekit import cached
 from django_cachekit.checks import check_settings
-from django_cachekit.core import codec, keys
+from django_cachekit.core import codec, keys, signing
 from django_cachekit.core import protocol as core
 from django_cachekit.core.settings import conf
 from django_cachekit.http.decorators import cache_headers, cache_response, conditional
@@ -292,6 +292,58 @@ def test_a_tampered_body_is_rejected():
         codec.decode("k", bytes(raw))
     with pytest.raises(codec.RejectedEntry):  # the key is in the MAC
         codec.decode("other", codec.encode("k", ("t",), (1,), "payload"))
+
+
+@pytest.fixture
+def macs(monkeypatch):
+    """The MACs ``signing.verify`` works out, as the keys they were for."""
+    checked = []
+    verify = signing.verify
+
+    def counting(key, mac, body):
+        checked.append(key)
+        return verify(key, mac, body)
+
+    monkeypatch.setattr(signing, "verify", counting)
+    signing.reset()
+    return checked
+
+
+def test_an_entry_verified_once_is_recognised_by_its_key_and_bytes(macs):
+    raw = codec.encode("k", ("t",), (1,), "payload")
+    assert codec.decode("k", raw)[2] == "payload"
+    assert codec.decode("k", bytes(raw))[2] == "payload"  # equal bytes, another object: no MAC
+    assert macs == ["k"]
+    with pytest.raises(codec.RejectedEntry):  # the same bytes under another key
+        codec.decode("other", raw)
+    tampered = bytearray(raw)
+    tampered[-2] ^= 1
+    with pytest.raises(codec.RejectedEntry):  # one byte changed
+        codec.decode("k", bytes(tampered))
+    assert macs == ["k", "other", "k"]
+
+
+def test_the_verified_entries_are_forgotten_with_the_secret_key(settings, macs):
+    raw = codec.encode("k", ("t",), (1,), "payload")
+    codec.decode("k", raw)
+    settings.SECRET_KEY = "another key"  # the old one is not a fallback: its entries are not the site's
+    with pytest.raises(codec.RejectedEntry):
+        codec.decode("k", raw)
+    assert macs == ["k", "k"]
+
+
+def test_the_verified_entries_stay_within_their_bytes(monkeypatch, macs):
+    monkeypatch.setattr(signing, "VERIFIED_BYTES", 10_000)
+    monkeypatch.setattr(signing, "VERIFIED_LARGEST", 2_000)
+    entries = [(f"k{i}", codec.encode(f"k{i}", ("t",), (i,), "x" * 500)) for i in range(50)]
+    for key, raw in entries:
+        codec.decode(key, raw)
+        assert signing._verified_size <= 10_000
+    assert 0 < len(signing._verified) < 50
+    large = codec.encode("large", ("t",), (1,), "y" * 3_000)
+    codec.decode("large", large)
+    codec.decode("large", large)  # over VERIFIED_LARGEST: not kept, checked each time
+    assert macs.count("large") == 2
 
 
 def test_without_signing_unsigned_entries_are_read(settings, queries):

@@ -86,10 +86,9 @@ def decode(key: str, raw: Any) -> tuple[tuple[str, ...], tuple[int, ...], Any]:
     ``CorruptEntry``, and with ``SIGN_ENTRIES`` anything not signed for ``key``
     ``RejectedEntry``, before any of it is decompressed or unpickled."""
     if isinstance(raw, bytes) and raw[:1] == _SIGNED_HEAD:
-        view = memoryview(raw)
-        if len(raw) < _BODY or not signing.verify(key, view[1:_BODY], view[_BODY:]):
+        if not signing.verify_entry(key, raw, 1):
             raise RejectedEntry("badly signed (another key, another SECRET_KEY, or forged)")
-        raw = view[_BODY:]
+        raw = memoryview(raw)[_BODY:]
     elif conf.SIGN_ENTRIES:
         what = "bytes" if isinstance(raw, bytes) else "a value of another type"
         raise RejectedEntry(f"unsigned ({what})")

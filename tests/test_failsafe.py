@@ -718,7 +718,9 @@ def workload(server, fault, recover):
 def check_workload(ledger, calls, faulted, opened, back, pks):
     assert not ledger.errors, f"{len(ledger.errors)} exceptions reached callers: {ledger.errors[:2]}"
     # What a call waited for besides its SQL: with SQLite, 8 writers also wait for the database's lock.
-    # A call waits for at most two commands that time out (README: "a call at most about twice that").
+    # A call waits for at most two commands that time out (README: "a call at most about twice that"),
+    # each bounded by the socket timeout: 0.4 s in all, within the 0.5 s a call may wait.
+    assert WAITS_BOUND * conf.SOCKET_TIMEOUT <= 0.5
     waited = sorted(
         (commands, kind, round(took, 3), round(began - faulted, 3))
         for kind, began, took, _, _, commands in calls

@@ -78,7 +78,9 @@ def encode(key: str, tags: tuple[str, ...], stamp: tuple[int, ...], payload: Any
 
 def signed(key: str, body: bytes) -> bytes:
     """``body`` (an unsigned entry's bytes) signed for ``key``."""
-    return b"".join((_SIGNED_HEAD, signing.sign(key, body), body))
+    entry = b"".join((_SIGNED_HEAD, signing.sign(key, body), body))
+    signing.remember(key, entry)  # read back by this process without a MAC
+    return entry
 
 
 def decode(key: str, raw: Any) -> tuple[tuple[str, ...], tuple[int, ...], Any]:

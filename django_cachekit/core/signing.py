@@ -14,7 +14,8 @@ request, where they hold everything else, and 75 µs for a list of 100 rows
 (130 kB). Entries are read again and again, so ``verify_entry`` also remembers
 the last entry it verified under each key (up to ``VERIFIED_BYTES`` in all): the
 same bytes under the same key again are recognised by comparing them, which
-costs a tenth of a MAC.
+costs a tenth of a MAC. The entries this process signs are remembered too: its
+own writes are read back without a MAC.
 """
 
 from __future__ import annotations
@@ -123,11 +124,11 @@ def verify(key: str, mac: Any, body: Any) -> bool:
 def verify_entry(key: str, entry: bytes, mac_at: int) -> bool:
     """Whether ``entry`` holds at ``mac_at`` the MAC of the bytes after it (the body) under ``key``.
 
-    The last entry found good under each key is remembered: the same bytes under
-    that key again pass without a MAC, for the cost of comparing them (exactly:
-    one byte changed, or the same bytes under another key, is checked afresh).
+    The last entry found good (or signed here) under each key is remembered: the
+    same bytes under that key again pass without a MAC, for the cost of comparing
+    them (exactly: one byte changed, or the same bytes under another key, is
+    checked afresh).
     """
-    global _verified_size
     if _verified.get(key) == entry:
         return True
     body_at = mac_at + MAC_SIZE
@@ -136,13 +137,20 @@ def verify_entry(key: str, entry: bytes, mac_at: int) -> bool:
     view = memoryview(entry)
     if not verify(key, view[mac_at:body_at], view[body_at:]):
         return False
-    if len(entry) <= VERIFIED_LARGEST:
-        replaced = _verified.get(key)
-        if _verified_size + len(entry) > VERIFIED_BYTES:
-            _verified.clear()
-            _verified_size = 0
-        elif replaced is not None:
-            _verified_size -= len(replaced)
-        _verified[key] = entry
-        _verified_size += len(entry)
+    remember(key, entry)
     return True
+
+
+def remember(key: str, entry: bytes) -> None:
+    """Take ``entry`` as good under ``key`` (it was verified, or signed by this process)."""
+    global _verified_size
+    if len(entry) > VERIFIED_LARGEST:
+        return
+    replaced = _verified.get(key)
+    if _verified_size + len(entry) > VERIFIED_BYTES:
+        _verified.clear()
+        _verified_size = 0
+    elif replaced is not None:
+        _verified_size -= len(replaced)
+    _verified[key] = entry
+    _verified_size += len(entry)

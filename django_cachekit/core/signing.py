@@ -14,8 +14,8 @@ request, where they hold everything else, and 75 µs for a list of 100 rows
 (130 kB). Entries are read again and again, so ``verify_entry`` also remembers
 the last entry it verified under each key (up to ``VERIFIED_BYTES`` in all): the
 same bytes under the same key again are recognised by comparing them, which
-costs a tenth of a MAC. The entries this process signs are remembered too: its
-own writes are read back without a MAC.
+costs an eighth of a MAC or less. The entries this process signs are remembered
+too: its own writes are read back without a MAC.
 """
 
 from __future__ import annotations

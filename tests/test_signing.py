@@ -10,6 +10,8 @@ query, the right value), count the entry as rejected and log it.
 
 import logging
 import pickle
+import sys
+import threading
 import time
 import zlib
 
@@ -354,6 +356,33 @@ def test_the_verified_entries_stay_within_their_bytes(monkeypatch, macs):
     codec.decode("large", large)
     codec.decode("large", large)  # over VERIFIED_LARGEST: not kept, checked each time
     assert macs.count("large") == 2
+
+
+def test_the_verified_bytes_stay_exact_under_threads(monkeypatch, macs):
+    monkeypatch.setattr(signing, "VERIFIED_BYTES", 20_000)
+    entries = [(f"k{i}", codec.encode(f"k{i}", ("t",), (i,), "x" * (100 * (i % 7)))) for i in range(40)]
+    barrier = threading.Barrier(8)
+
+    def churn(seed):
+        barrier.wait()
+        for n in range(3_000):
+            key, raw = entries[(seed * 7 + n) % len(entries)]
+            if n % 5 == 0:
+                signing.forget_verified(key)
+            else:
+                signing.remember(key, raw)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as the interpreter can
+    try:
+        threads = [threading.Thread(target=churn, args=(i,)) for i in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert signing._verified_size == sum(map(len, signing._verified.values())) <= 20_000
 
 
 def test_without_signing_unsigned_entries_are_read(settings, queries):

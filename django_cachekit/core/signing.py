@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import threading
 from typing import Any
 
 from django.conf import settings
@@ -36,12 +37,15 @@ _Pads = tuple[Any, Any]  # hashlib's sha256 objects (their type is private)
 _keys: list[_Pads] | None = None
 # Cache key -> the inner state of each signing key after that cache key.
 _after_key: Memo[str, tuple[Any, ...]] = Memo(10_000)
-# Cache key -> the last entry under it whose MAC was found good; forgotten all at once past
-# VERIFIED_BYTES of entries, and with the keys. An entry over VERIFIED_LARGEST bytes is not kept.
+# Cache key -> the last entry under it whose MAC was found good (or that this process signed);
+# forgotten all at once past VERIFIED_BYTES of entries, and with the keys. An entry over
+# VERIFIED_LARGEST bytes is not kept. Lookups take no lock; changes take _verified_lock,
+# so that threads keep _verified_size exact.
 VERIFIED_BYTES = 4 << 20
 VERIFIED_LARGEST = 512 << 10
 _verified: dict[str, bytes] = {}
 _verified_size = 0
+_verified_lock = threading.Lock()
 
 
 def derived_key(secret: str | bytes) -> bytes:
@@ -68,16 +72,18 @@ def reset() -> None:
     global _keys, _verified_size
     _keys = None
     _after_key.clear()
-    _verified.clear()
-    _verified_size = 0
+    with _verified_lock:
+        _verified.clear()
+        _verified_size = 0
 
 
 def forget_verified(key: str) -> None:
     """Forget the entry verified under ``key``: the next read of it checks its MAC."""
     global _verified_size
-    entry = _verified.pop(key, None)
-    if entry is not None:
-        _verified_size -= len(entry)
+    with _verified_lock:
+        entry = _verified.pop(key, None)
+        if entry is not None:
+            _verified_size -= len(entry)
 
 
 def _inner_states(key: str) -> tuple[Any, ...]:
@@ -146,11 +152,12 @@ def remember(key: str, entry: bytes) -> None:
     global _verified_size
     if len(entry) > VERIFIED_LARGEST:
         return
-    replaced = _verified.get(key)
-    if _verified_size + len(entry) > VERIFIED_BYTES:
-        _verified.clear()
-        _verified_size = 0
-    elif replaced is not None:
-        _verified_size -= len(replaced)
-    _verified[key] = entry
-    _verified_size += len(entry)
+    with _verified_lock:
+        replaced = _verified.get(key)
+        if _verified_size + len(entry) > VERIFIED_BYTES:
+            _verified.clear()
+            _verified_size = 0
+        elif replaced is not None:
+            _verified_size -= len(replaced)
+        _verified[key] = entry
+        _verified_size += len(entry)

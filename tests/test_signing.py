@@ -287,6 +287,23 @@ def test_a_good_entry_copied_under_another_key_is_rejected(queries):
     assert metrics.snapshot()["testapp.article"]["rejected"] == 1
 
 
+def test_an_entry_changed_in_the_cache_after_a_hit_is_rejected(queries):
+    article = ArticleFactory(title="real")
+    Article.objects.cache().get(pk=article.pk)
+    with queries(0):  # a hit: the entry this process stored is remembered
+        Article.objects.cache().get(pk=article.pk)
+    store = core.runtime().store
+    raw = bytearray(store.fetch([article.cache_key], [])[0][0])
+    raw[-3] ^= 1  # one byte of the pickle, the MAC left as it was
+    store.set(article.cache_key, bytes(raw), 60)
+    metrics.reset()
+    with queries(1):
+        assert Article.objects.cache().get(pk=article.pk).title == "real"
+    assert metrics.snapshot()["testapp.article"]["rejected"] == 1
+    with queries(0):  # the read stored a good entry over it
+        Article.objects.cache().get(pk=article.pk)
+
+
 def test_a_tampered_body_is_rejected():
     raw = bytearray(codec.encode("k", ("t",), (1,), "payload"))
     raw[-2] ^= 1

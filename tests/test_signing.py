@@ -381,7 +381,7 @@ def test_the_verified_bytes_stay_exact_under_threads(monkeypatch, macs):
     barrier = threading.Barrier(8)
 
     def churn(seed):
-        barrier.wait()
+        barrier.wait(10)
         for n in range(3_000):
             key, raw = entries[(seed * 7 + n) % len(entries)]
             if n % 5 == 0:

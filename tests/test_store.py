@@ -371,6 +371,24 @@ def test_a_version_key_of_another_type_is_a_missing_one(store):
     assert versions(store, "ck:test:typed-a") == [fresh]
 
 
+@needs_redis
+@pytest.mark.parametrize("raw", ["05", "-0", "+5", " 5", "9223372036854775807"])
+def test_a_bump_or_a_mark_goes_past_a_value_incr_cannot_increment(store, raw):
+    """Values INCR refuses (not written as Redis writes integers, or at its limit)
+    are missing versions: the scripts delete them and go on to the other keys."""
+    (b,) = store.ensure(["ck:test:odd-b"], 600)
+    made = store._make_key("ck:test:odd-a")
+    store.client.set(made, raw)
+    store.bump(["ck:test:odd-a", "ck:test:odd-b"], 600)
+    assert store.client.get(made) is None
+    assert versions(store, "ck:test:odd-b") == [b + 1]
+    store.client.set(made, raw)
+    store.mark(["ck:w:test-odd"], "abc123", 5, version_keys=["ck:test:odd-a", "ck:test:odd-b"])
+    assert store.client.get(made) is None
+    assert versions(store, "ck:test:odd-b") == [b + 2]
+    store.unmark(["ck:w:test-odd"], "abc123")
+
+
 def test_garbage_at_a_mark_key_marks_nothing(store):
     put(store, "ck:w:test-garbage", "garbage")
     _, _, marks = store.fetch([], [], ["ck:w:test-garbage"])

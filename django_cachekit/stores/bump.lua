@@ -13,28 +13,30 @@ local function bump(first, count)
   if count > 0 then
     local found = mget(first, count)
     for i = 1, count do
-      if found[i] then
-        if is_version(found[i]) then
-          redis.call('INCR', KEYS[first + i - 1])
-        else  -- not a version: made missing, the next reader creates a fresh one
-          redis.call('DEL', KEYS[first + i - 1])
-        end
-      end
+      if found[i] then incr(KEYS[first + i - 1]) end
     end
   end
 end
-bump(1, nbump)
+-- The versions to bump and the marks to lift, in one read.
+local found = nbump + nmark > 0 and mget(1, nbump + nmark) or {}
+for i = 1, nbump do
+  if found[i] then incr(KEYS[i]) end
+end
 if nmark > 0 then
-  local now = now_ms()
-  local found = mget(nbump + 1, nmark)
-  for i = 1, nmark do
-    if found[i] then
-      local key = KEYS[nbump + i]
-      local kept, latest = holders(found[i], now, ARGV[4])
+  local token = ARGV[4]
+  local own = token .. ':'
+  local now = nil
+  for i = nbump + 1, nbump + nmark do
+    local value = found[i]
+    if value and string.sub(value, 1, #own) == own and not string.find(value, ' ', 1, true) then
+      redis.call('DEL', KEYS[i])  -- the holder's mark alone: no clock, nothing to keep
+    elseif value then
+      now = now or now_ms()
+      local kept, latest = holders(value, now, token)
       if #kept == 0 then
-        redis.call('DEL', key)
+        redis.call('DEL', KEYS[i])
       else
-        redis.call('SET', key, table.concat(kept, ' '), 'PX', latest - now)
+        redis.call('SET', KEYS[i], table.concat(kept, ' '), 'PX', latest - now)
       end
     end
   end

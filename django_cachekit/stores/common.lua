@@ -19,13 +19,22 @@ local function mget(first, count)
   return out
 end
 -- A version is an integer that INCR can still increment (django-cachekit's
--- start below 2^62); anything else at a version key is a missing version.
+-- start below 2^62), written as Redis writes integers; anything else at a
+-- version key is a missing version.
 local function is_version(value)
-  if type(value) ~= 'string' or not string.match(value, '^%-?%d+$') then
+  if type(value) ~= 'string' or not (value == '0' or string.match(value, '^%-?[1-9]%d*$')) then
     return false
   end
   local n = tonumber(value)
   return n ~= nil and n < 9e18 and n > -9e18
+end
+-- Increment the version at key, which holds a string. What INCR cannot
+-- increment is not a version: it is deleted (made missing), and the next
+-- reader creates a fresh one. One call in the common case: the check is INCR's own.
+local function incr(key)
+  if type(redis.pcall('INCR', key)) ~= 'number' then
+    redis.call('DEL', key)
+  end
 end
 -- Keep the versions KEYS[first..first+count-1] alive at least ttl ms (0: an
 -- entry without expiry, so they must not expire either); missing ones stay missing.

@@ -8,6 +8,7 @@ through after commit.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -144,6 +145,86 @@ class SavePlan:
     # The old and new foreign-key values and their field tags, likewise.
     early_keyed: tuple[tuple[Any, ...], tuple[Any, ...], list[str] | None] | None = None
     marks: list[str] | None = None  # what the save is expected to bump
+    written: Written | None = None  # the instance as its statement wrote it
+
+
+class Written:
+    """An instance as its save's statement wrote it.
+
+    Its attributes are the instance's at that moment, so a ``post_save``
+    receiver that changes the instance (without saving it) changes neither the
+    tags the save reports nor the entry it writes through. An attribute it did
+    not hold (a deferred field) is read from the instance.
+    """
+
+    def __init__(self, obj: models.Model) -> None:
+        self.__dict__.update(obj.__dict__)
+        self.__dict__[_INSTANCE] = obj
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.__dict__[_INSTANCE], name)
+
+
+_INSTANCE = "_cachekit_instance"
+
+
+class _Saves(threading.local):
+    def __init__(self) -> None:
+        self.running: list[tuple[models.Model, SavePlan]] = []
+
+
+_saves = _Saves()
+
+
+class saving:
+    """The block in which ``obj``'s save runs its statements, under ``plan``."""
+
+    __slots__ = ("entry",)
+
+    def __init__(self, obj: models.Model, plan: SavePlan) -> None:
+        self.entry = (obj, plan)
+
+    def __enter__(self) -> None:
+        _saves.running.append(self.entry)
+
+    def __exit__(self, *exc_info: object) -> None:
+        _saves.running.pop()  # saves nest: the last one begun ends first
+
+
+def _plan_of(obj: models.Model, table_model: type[models.Model]) -> SavePlan | None:
+    """The plan of ``obj``'s running save, if ``table_model`` is the table it writes last (its own)."""
+    if table_model is not type(obj)._meta.concrete_model:
+        return None
+    for saved, plan in reversed(_saves.running):
+        if saved is obj:
+            return plan
+    return None
+
+
+def table_saved(obj: models.Model, table_model: type[models.Model]) -> None:
+    """``obj``'s save has written ``table_model``'s table: if it is the last, note what it wrote."""
+    plan = _plan_of(obj, table_model)
+    if plan is not None:
+        plan.written = Written(obj)
+
+
+def _write_through(plan: SavePlan, obj: models.Model, using: str, written: Any) -> buffers.WriteThrough | None:
+    """The fresh entry of the row ``written``, or None when its values are not all known."""
+    info = plan.info
+    assert plan.versions is not None
+    row = info.saved_row(written)
+    if row is None:
+        return None
+    pk = info.pk_of(written)
+    object_tags = info.object_tags(pk)
+    return buffers.WriteThrough(
+        key=info.object_key(using, pk),
+        tags=object_tags,
+        before=tuple([plan.versions.get(t) for t in object_tags]),
+        payload=row,
+        timeout=info.timeout,
+        target=obj,
+    )
 
 
 def before_save(
@@ -217,27 +298,30 @@ def after_save(
     info = plan.info
     using = connection.alias
     loaded = obj.__dict__
+    written: Any = plan.written if plan.written is not None else obj
     tags: list[str] = []
     if info.watched:
-        new = info.watched_values(obj)
+        new = info.watched_values(written)
         early = plan.early
         if early is not None and early[0] == new and tuple(map(type, early[0])) == tuple(map(type, new)):
             tags = list(early[1])
         else:  # the save changed a watched value (pre_save, auto_now...)
             tags = changed_tags(info, using, [plan.before] if plan.before is not None else [], [new])
         loaded[ORIGINAL_ATTR] = new
-    row = info.saved_row(obj) if plan.versions is not None else None
+    write = None
+    if plan.versions is not None:
+        write = _write_through(plan, obj, using, written)
     otherwise: tuple[str, ...] = ()
     if info.keyed:
         old = loaded.pop(KEYED_ATTR, None)
-        new_keyed = info.keyed_values(obj)
+        new_keyed = info.keyed_values(written)
         if _writes_every_column(info, update_fields):
             loaded[KEYED_ATTR] = new_keyed
         if plan.covered is not None:
             # The UPDATE left the keyed tag alone: report the old and new values,
             # which hold only if the write-through's check does; else bump it.
             early_keyed = plan.early_keyed
-            if old is None or row is None:
+            if old is None or write is None:
                 found = None
             elif (
                 early_keyed is not None
@@ -255,20 +339,9 @@ def after_save(
                 otherwise = info.keyed_tags
     if tags:
         buffers.record(connection, tags)
-    if row is None:
+    if write is None:
         return
-    assert plan.versions is not None
-    pk = info.pk_of(obj)
-    object_tags = info.object_tags(pk)
-    write = buffers.WriteThrough(
-        key=info.object_key(using, pk),
-        tags=object_tags,
-        before=tuple([plan.versions.get(t) for t in object_tags]),
-        payload=row,
-        timeout=info.timeout,
-        target=obj,
-        otherwise=otherwise,
-    )
+    write.otherwise = otherwise
     buffer = buffers.current(connection)
     if buffer is None:
         protocol.bump([], [write.as_write(set())])

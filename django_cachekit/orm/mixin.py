@@ -55,7 +55,7 @@ class CachedModelMixin(models.Model):
             if plan.marks:
                 buffers.mark_soon(connection, plan.marks)
             try:
-                with keyed.covering(plan.covered):
+                with keyed.covering(plan.covered), modeltags.saving(self, plan):
                     super().save_base(
                         raw=raw,
                         force_insert=force_insert,
@@ -68,6 +68,11 @@ class CachedModelMixin(models.Model):
                     keyed.unknown(self, using)
                 raise
             modeltags.after_save(self, connection, plan, update_fields)
+
+    def _save_table(self, raw: bool = False, cls: Any = None, *args: Any, **kwargs: Any) -> Any:
+        updated = super()._save_table(raw, cls, *args, **kwargs)  # type: ignore[misc]
+        modeltags.table_saved(self, cls)
+        return updated
 
     def _do_update(  # type: ignore[override]
         self,

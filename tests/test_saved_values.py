@@ -1,0 +1,68 @@
+"""A save reports, and writes through, the row its statement wrote: a ``post_save``
+receiver that changes the instance afterwards (without saving it) changes nothing
+the cache holds."""
+
+import pytest
+from django.db.models.signals import post_save
+
+from tests.factories import ArticleFactory, CategoryFactory
+from tests.testapp.models import Article
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def receiver():
+    """Connect ``post_save`` receivers of Article for the test."""
+    connected = []
+
+    def connect(func):
+        post_save.connect(func, sender=Article, weak=False)
+        connected.append(func)
+
+    yield connect
+    for func in connected:
+        post_save.disconnect(func, sender=Article)
+
+
+def titles(category):
+    return sorted(a.title for a in Article.objects.cache().filter(category_id=category.pk))
+
+
+def test_the_entry_written_through_is_the_row_as_saved(queries, receiver):
+    article = ArticleFactory(title="before")
+
+    def retitle(sender, instance, **kwargs):
+        instance.title = "never saved"  # the instance changes, not the row
+
+    receiver(retitle)
+    article.title = "saved"
+    article.save()
+    assert Article.objects.get(pk=article.pk).title == "saved"
+    with queries(0):  # the save's own entry
+        assert Article.objects.cache().get(pk=article.pk).title == "saved"
+
+
+def test_the_values_a_save_reports_are_the_ones_it_wrote(queries, receiver):
+    first, second, third = CategoryFactory(), CategoryFactory(), CategoryFactory()
+    moving = ArticleFactory(category=first, title="moves")
+    for category in (first, second, third):
+        with queries(1):
+            titles(category)
+    article = Article.objects.cache().get(pk=moving.pk)  # its old values are known
+
+    def elsewhere(sender, instance, **kwargs):
+        instance.category = third  # not saved: the row's category is second
+
+    receiver(elsewhere)
+    article.category = second
+    article.save()
+    with queries(1):
+        assert titles(first) == []
+    with queries(1):
+        assert titles(second) == ["moves"]
+    # The next save knows the row's old value as written, so moving it back refreshes second.
+    article.category = first
+    article.save()
+    with queries(1):
+        assert titles(second) == []

@@ -66,3 +66,26 @@ def test_the_values_a_save_reports_are_the_ones_it_wrote(queries, receiver):
     article.save()
     with queries(1):
         assert titles(second) == []
+
+
+def test_a_save_of_some_fields_remembers_the_row_not_the_unsaved_values(queries):
+    from django_cachekit import cached
+    from tests.factories import AuthorFactory
+
+    first, second, third = AuthorFactory(), AuthorFactory(), AuthorFactory()
+    article = ArticleFactory(author=first)
+
+    @cached(tags=lambda author_id: [f"author:{author_id}"])
+    def titles_of(author_id):
+        return sorted(Article.objects.filter(author_id=author_id).values_list("title", flat=True))
+
+    assert titles_of(first.pk) == [article.title]
+    article.author = second  # in memory only: the save below does not write it
+    article.views += 1
+    article.save(update_fields=["views"])
+    assert Article.objects.get(pk=article.pk).author_id == first.pk
+    assert titles_of(first.pk) == [article.title]
+    article.author = third
+    article.save()  # the row moves from first to third
+    assert titles_of(first.pk) == []
+    assert titles_of(third.pk) == [article.title]

@@ -285,6 +285,21 @@ def _expected_tags(plan: SavePlan, obj: models.Model, db: str) -> list[str]:
     return tags
 
 
+def _row_after(
+    info: ModelInfo, before: tuple[Any, ...] | None, values: tuple[Any, ...], update_fields: Iterable[str]
+) -> tuple[Any, ...] | None:
+    """The watched values of the row after a save of ``update_fields`` only: the
+    instance's for the fields it wrote, the row's old ones for the others (None if unknown)."""
+    if before is None:
+        return None
+    named = set(update_fields)
+    get_field = info.model._meta.get_field
+    return tuple(
+        value if attname in named or get_field(attname).name in named else old
+        for attname, value, old in zip(info.watched, values, before)
+    )
+
+
 def _writes_every_column(info: ModelInfo, update_fields: Iterable[str] | None) -> bool:
     if update_fields is None:
         return True
@@ -301,13 +316,19 @@ def after_save(
     written: Any = plan.written if plan.written is not None else obj
     tags: list[str] = []
     if info.watched:
-        new = info.watched_values(written)
+        new: tuple[Any, ...] | None = info.watched_values(written)
+        if update_fields is not None and not _writes_every_column(info, update_fields):
+            new = _row_after(info, plan.before, new, update_fields)  # type: ignore[arg-type]
         early = plan.early
-        if early is not None and early[0] == new and tuple(map(type, early[0])) == tuple(map(type, new)):
+        if new is None:  # a save of some fields of a row whose other values are unknown
+            tags = changed_tags(info, using, [], [info.watched_values(written)])
+            loaded.pop(ORIGINAL_ATTR, None)
+        elif early is not None and early[0] == new and tuple(map(type, early[0])) == tuple(map(type, new)):
             tags = list(early[1])
-        else:  # the save changed a watched value (pre_save, auto_now...)
+            loaded[ORIGINAL_ATTR] = new
+        else:  # the save changed a watched value (pre_save, auto_now...), or wrote some fields only
             tags = changed_tags(info, using, [plan.before] if plan.before is not None else [], [new])
-        loaded[ORIGINAL_ATTR] = new
+            loaded[ORIGINAL_ATTR] = new
     write = None
     if plan.versions is not None:
         write = _write_through(plan, obj, using, written)

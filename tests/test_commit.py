@@ -107,6 +107,52 @@ def _hook_reads(article, seen):
     transaction.on_commit(lambda: seen.append(_cached_title(article.pk)))
 
 
+def _titles_by_author():
+    """A ``@cached`` function tagged by the ``author:<id>`` tag Article declares."""
+    from django_cachekit import cached
+
+    @cached(tags=lambda author_id: [f"author:{author_id}"])
+    def titles_of(author_id):
+        return sorted(Article.objects.filter(author_id=author_id).values_list("title", flat=True))
+
+    return titles_of
+
+
+@needs_threads
+def test_a_declared_tag_a_pre_save_receiver_changes_is_marked_before_the_update(in_the_gap):
+    from tests.factories import AuthorFactory
+
+    article = _primed()
+    second = AuthorFactory()
+    titles_of = _titles_by_author()
+    assert titles_of(second.pk) == []  # cached: nothing of second's yet
+
+    def receiver(sender, instance, **kwargs):
+        instance.author = second  # decided after the save began
+
+    seen = in_the_gap(lambda: titles_of(second.pk))
+    pre_save.connect(receiver, sender=Article, dispatch_uid="test_commit.reassign")
+    try:
+        article.save()
+    finally:
+        pre_save.disconnect(dispatch_uid="test_commit.reassign", sender=Article)
+    assert seen == [["old"]]
+    assert titles_of(second.pk) == ["old"]
+
+
+@needs_threads
+def test_the_declared_tags_of_a_new_row_are_marked_before_its_insert(in_the_gap):
+    from tests.factories import AuthorFactory
+
+    author = AuthorFactory()
+    titles_of = _titles_by_author()
+    assert titles_of(author.pk) == []
+    seen = in_the_gap(lambda: titles_of(author.pk))
+    Article.objects.create(title="new", author=author)
+    assert seen == [["new"]]
+    assert titles_of(author.pk) == ["new"]
+
+
 def test_a_hook_registered_before_the_first_write_reads_the_new_row():
     article = _primed()
     seen = []

@@ -88,11 +88,15 @@ class Buffer:
     unsettled: bool = False  # marks sent whose reply is not read yet
     unannounced: dict[str, None] = field(default_factory=dict)  # marks that may not be set
     doubtful: bool = False  # a mark may not be set: the bump's reply is awaited
+    later: dict[str, None] = field(default_factory=dict)  # to mark with the next statement's tags
 
     def mark(self, tags: Iterable[str], wait: bool = True) -> None:
         """Mark what a statement about to commit will bump (see ``core.mark``)."""
         if wait:
             self.settle()
+        if self.later:
+            tags = [*tags, *self.later]
+            self.later.clear()
         new = [tag for tag in tags if tag not in self.marked]
         if not new:
             return
@@ -161,6 +165,7 @@ class Buffer:
         self.writes.clear()
         self.resolvers.clear()
         self.marked.clear()
+        self.later.clear()
         self.unannounced.clear()
         self.unsettled = False  # the bump's own command reads any reply left
         bumped = set(tags)
@@ -250,6 +255,15 @@ def mark_soon(connection: BaseDatabaseWrapper, tags: Iterable[str]) -> None:
     batch = _local.batches.get(connection.alias)
     if batch is not None:
         batch.mark(tags, wait=False)
+
+
+def mark_with_statement(connection: BaseDatabaseWrapper, tags: Iterable[str]) -> None:
+    """Mark ``tags`` with the next statement of the save running on ``connection``
+    outside a transaction, in the same round trip (inside one, COMMIT marks
+    every tag recorded)."""
+    batch = _local.batches.get(connection.alias)
+    if batch is not None:
+        batch.later.update(dict.fromkeys(tags))
 
 
 def before_statement(connection: BaseDatabaseWrapper, tags: list[str]) -> str:

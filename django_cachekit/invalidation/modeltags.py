@@ -201,6 +201,23 @@ def _plan_of(obj: models.Model, table_model: type[models.Model]) -> SavePlan | N
     return None
 
 
+def before_write(obj: models.Model, table_model: type[models.Model], connection: BaseDatabaseWrapper) -> None:
+    """``obj``'s save is about to run the UPDATE or INSERT of ``table_model``'s
+    table: if it is the last, mark with that statement the declared and touch
+    tags of the values it writes that the save's first marks did not name (a
+    ``pre_save`` receiver or ``auto_now`` changed them, or the row is new)."""
+    plan = _plan_of(obj, table_model)
+    if plan is None or not plan.info.watched:
+        return
+    info = plan.info
+    values = info.watched_values(obj)
+    early = plan.early
+    if early is not None and early[0] == values and tuple(map(type, early[0])) == tuple(map(type, values)):
+        return
+    before = [plan.before] if plan.before is not None else []
+    buffers.mark_with_statement(connection, changed_tags(info, connection.alias, before, [values]))
+
+
 def table_saved(obj: models.Model, table_model: type[models.Model]) -> None:
     """``obj``'s save has written ``table_model``'s table: if it is the last, note what it wrote."""
     plan = _plan_of(obj, table_model)

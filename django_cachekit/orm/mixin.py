@@ -74,6 +74,10 @@ class CachedModelMixin(models.Model):
         modeltags.table_saved(self, cls)
         return updated
 
+    def _do_insert(self, manager: Any, using: str, *args: Any, **kwargs: Any) -> Any:
+        modeltags.before_write(self, manager.model, connections[using])
+        return super()._do_insert(manager, using, *args, **kwargs)  # type: ignore[misc]
+
     def _do_update(  # type: ignore[override]
         self,
         base_qs: models.QuerySet[Any],
@@ -85,6 +89,7 @@ class CachedModelMixin(models.Model):
         *returning: Any,  # Django 6.0+: the fields to read back from the UPDATE
     ) -> Any:
         """Django's, with the statement made once per model and set of fields (see ``saves``)."""
+        modeltags.before_write(self, base_qs.model, connections[using])
         statement = None
         if not (returning and returning[0]) and not self._meta.select_on_save and not base_qs.query.where:
             statement = rowupdate.update_statement(base_qs.model, pk_val, values, connections[using])

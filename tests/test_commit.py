@@ -141,6 +141,32 @@ def test_a_declared_tag_a_pre_save_receiver_changes_is_marked_before_the_update(
 
 
 @needs_threads
+def test_a_foreign_key_a_pre_save_receiver_changes_is_marked_before_the_update(in_the_gap):
+    from tests.factories import CategoryFactory
+
+    first, second = CategoryFactory(), CategoryFactory()
+    created = ArticleFactory(title="moves", category=first)
+
+    def titles(category):
+        return [a.title for a in Article.objects.cache().filter(category_id=category.pk)]
+
+    assert titles(second) == [] and titles(second) == []  # a hit now
+    article = Article.objects.cache().get(pk=created.pk)  # its old values are known
+
+    def receiver(sender, instance, **kwargs):
+        instance.category = second
+
+    seen = in_the_gap(lambda: titles(second))
+    pre_save.connect(receiver, sender=Article, dispatch_uid="test_commit.move")
+    try:
+        article.save()
+    finally:
+        pre_save.disconnect(dispatch_uid="test_commit.move", sender=Article)
+    assert seen == [["moves"]]
+    assert titles(second) == ["moves"]
+
+
+@needs_threads
 def test_the_declared_tags_of_a_new_row_are_marked_before_its_insert(in_the_gap):
     from tests.factories import AuthorFactory
 

@@ -203,19 +203,30 @@ def _plan_of(obj: models.Model, table_model: type[models.Model]) -> SavePlan | N
 
 def before_write(obj: models.Model, table_model: type[models.Model], connection: BaseDatabaseWrapper) -> None:
     """``obj``'s save is about to run the UPDATE or INSERT of ``table_model``'s
-    table: if it is the last, mark with that statement the declared and touch
-    tags of the values it writes that the save's first marks did not name (a
-    ``pre_save`` receiver or ``auto_now`` changed them, or the row is new)."""
+    table: if it is the last, mark with that statement the declared, touch and
+    foreign-key value tags of the values it writes that the save's first marks
+    did not name (a ``pre_save`` receiver or ``auto_now`` changed them, or the
+    row is new)."""
     plan = _plan_of(obj, table_model)
-    if plan is None or not plan.info.watched:
+    if plan is None:
         return
     info = plan.info
-    values = info.watched_values(obj)
-    early = plan.early
-    if early is not None and early[0] == values and tuple(map(type, early[0])) == tuple(map(type, values)):
-        return
-    before = [plan.before] if plan.before is not None else []
-    buffers.mark_with_statement(connection, changed_tags(info, connection.alias, before, [values]))
+    if info.watched:
+        values = info.watched_values(obj)
+        if not _same(plan.early[0] if plan.early is not None else None, values):
+            before = [plan.before] if plan.before is not None else []
+            buffers.mark_with_statement(connection, changed_tags(info, connection.alias, before, [values]))
+    early_keyed = plan.early_keyed
+    if early_keyed is not None:  # the save reports its foreign-key values' tags itself
+        new = info.keyed_values(obj)
+        if not _same(early_keyed[1], new):
+            found = keyed.changed(info, early_keyed[0], new)
+            buffers.mark_with_statement(connection, info.keyed_tags if found is None else found)
+
+
+def _same(early: tuple[Any, ...] | None, values: tuple[Any, ...]) -> bool:
+    """Whether values worked out early are still ``values`` (of the same types)."""
+    return early is not None and early == values and tuple(map(type, early)) == tuple(map(type, values))
 
 
 def table_saved(obj: models.Model, table_model: type[models.Model]) -> None:

@@ -89,3 +89,37 @@ def test_a_save_of_some_fields_remembers_the_row_not_the_unsaved_values(queries)
     article.save()  # the row moves from first to third
     assert titles_of(first.pk) == []
     assert titles_of(third.pk) == [article.title]
+
+
+def test_a_post_save_receiver_that_saves_the_instance_again_is_written_through(queries, receiver):
+    from django_cachekit import cached
+    from tests.factories import AuthorFactory
+
+    first, second, third = AuthorFactory(), AuthorFactory(), AuthorFactory()
+    article = ArticleFactory(title="draft", author=first)
+
+    @cached(tags=lambda author_id: [f"author:{author_id}"])
+    def titles_of(author_id):
+        return sorted(Article.objects.filter(author_id=author_id).values_list("title", flat=True))
+
+    assert titles_of(third.pk) == []
+
+    def publish(sender, instance, **kwargs):
+        if instance.title == "saved":  # the common pattern: finish the row in a second save
+            instance.title = "published"
+            instance.author = third
+            instance.save()
+
+    receiver(publish)
+    article.title = "saved"
+    article.author = second
+    article.save()
+    assert Article.objects.values_list("title", "author_id").get(pk=article.pk) == ("published", third.pk)
+    with queries(0):
+        cached_row = Article.objects.cache().get(pk=article.pk)
+    assert (cached_row.title, cached_row.author_id) == ("published", third.pk)
+    assert titles_of(third.pk) == ["published"]
+    # The instance remembers the row as the last save wrote it.
+    article.author = first
+    article.save()
+    assert titles_of(third.pk) == []

@@ -230,10 +230,15 @@ def _same(early: tuple[Any, ...] | None, values: tuple[Any, ...]) -> bool:
 
 
 def table_saved(obj: models.Model, table_model: type[models.Model]) -> None:
-    """``obj``'s save has written ``table_model``'s table: if it is the last, note what it wrote."""
-    plan = _plan_of(obj, table_model)
-    if plan is not None:
-        plan.written = Written(obj)
+    """``obj``'s save has written ``table_model``'s table: if it is the last, note
+    what it wrote, for every save of ``obj`` running (one saving it again from a
+    receiver has written the row last)."""
+    if table_model is not type(obj)._meta.concrete_model:
+        return
+    written = None
+    for saved, plan in _saves.running:
+        if saved is obj:
+            plan.written = written = written or Written(obj)
 
 
 def _write_through(plan: SavePlan, obj: models.Model, using: str, written: Any) -> buffers.WriteThrough | None:

@@ -123,3 +123,68 @@ def test_a_post_save_receiver_that_saves_the_instance_again_is_written_through(q
     article.author = first
     article.save()
     assert titles_of(third.pk) == []
+
+
+def test_a_post_save_receiver_that_updates_the_row_leaves_no_older_entry(queries, receiver):
+    from django.db.models import F
+
+    article = ArticleFactory(title="before", views=1)
+
+    def count(sender, instance, **kwargs):
+        Article.objects.filter(pk=instance.pk).update(views=F("views") + 100)  # the row moves on
+
+    receiver(count)
+    article.title = "saved"
+    article.save()
+    assert Article.objects.values_list("title", "views").get(pk=article.pk) == ("saved", 101)
+    cached_row = Article.objects.cache().get(pk=article.pk)
+    assert (cached_row.title, cached_row.views) == ("saved", 101)
+
+
+def test_a_post_save_receiver_that_saves_another_instance_of_the_row_leaves_no_older_entry(queries, receiver):
+    article = ArticleFactory(title="before", views=1)
+
+    def count(sender, instance, **kwargs):
+        if instance.title == "saved":
+            other = Article.objects.get(pk=instance.pk)
+            other.views = 50
+            other.title = "saved by the receiver"
+            other.save()
+
+    receiver(count)
+    article.title = "saved"
+    article.save()
+    assert Article.objects.values_list("title", "views").get(pk=article.pk) == ("saved by the receiver", 50)
+    cached_row = Article.objects.cache().get(pk=article.pk)
+    assert (cached_row.title, cached_row.views) == ("saved by the receiver", 50)
+
+
+def test_a_new_row_finished_by_a_second_save_in_post_save_is_written_through(queries, receiver):
+    from tests.factories import AuthorFactory
+
+    def slug(sender, instance, created, **kwargs):
+        if created:  # the common pattern: a value that needs the new primary key
+            instance.title = f"article-{instance.pk}"
+            instance.save()
+
+    receiver(slug)
+    article = Article.objects.create(title="", author=AuthorFactory())
+    with queries(0):
+        assert Article.objects.cache().get(pk=article.pk).title == f"article-{article.pk}"
+
+
+def test_a_receiver_saving_some_fields_again_writes_nothing_through(queries, receiver):
+    article = ArticleFactory(title="before", views=1)
+
+    def bump_views(sender, instance, **kwargs):
+        if instance.views == 1:
+            instance.views = 2
+            instance.title = "in memory only"
+            instance.save(update_fields=["views"])
+
+    receiver(bump_views)
+    article.title = "saved"
+    article.save()
+    assert Article.objects.values_list("title", "views").get(pk=article.pk) == ("saved", 2)
+    cached_row = Article.objects.cache().get(pk=article.pk)
+    assert (cached_row.title, cached_row.views) == ("saved", 2)

@@ -146,6 +146,11 @@ class SavePlan:
     early_keyed: tuple[tuple[Any, ...], tuple[Any, ...], list[str] | None] | None = None
     marks: list[str] | None = None  # what the save is expected to bump
     written: Written | None = None  # the instance as its statement wrote it
+    using: str = ""
+    through: bool = False  # whether the save writes its row's entry through
+    # The fresh entry of the row as written, queued right after its statement so
+    # that any later statement touching the row (a receiver's) drops it.
+    write: buffers.WriteThrough | None = None
 
 
 class Written:
@@ -236,15 +241,26 @@ def table_saved(obj: models.Model, table_model: type[models.Model]) -> None:
     if table_model is not type(obj)._meta.concrete_model:
         return
     written = None
+    first = current = None
     for saved, plan in _saves.running:
         if saved is obj:
             plan.written = written = written or Written(obj)
+            first, current = first or plan, plan
+    # A save of obj from a receiver of its own save checks its entry against the
+    # first save's versions: read before this batch's marks bumped them, as the check expects.
+    versions = first.versions if first is not None else None
+    if current is not None and current.through and versions is not None:
+        write = current.write = _write_through(current, obj, current.using, written, versions)
+        buffer = buffers.current(connections[current.using])
+        if write is not None and buffer is not None:
+            buffer.add_write(write)
 
 
-def _write_through(plan: SavePlan, obj: models.Model, using: str, written: Any) -> buffers.WriteThrough | None:
-    """The fresh entry of the row ``written``, or None when its values are not all known."""
+def _write_through(
+    plan: SavePlan, obj: models.Model, using: str, written: Any, versions: protocol.Versions
+) -> buffers.WriteThrough | None:
+    """The fresh entry of the row ``written``, checked against ``versions`` (None: its values are not all known)."""
     info = plan.info
-    assert plan.versions is not None
     row = info.saved_row(written)
     if row is None:
         return None
@@ -253,7 +269,7 @@ def _write_through(plan: SavePlan, obj: models.Model, using: str, written: Any) 
     return buffers.WriteThrough(
         key=info.object_key(using, pk),
         tags=object_tags,
-        before=tuple([plan.versions.get(t) for t in object_tags]),
+        before=tuple([versions.get(t) for t in object_tags]),
         payload=row,
         timeout=info.timeout,
         target=obj,
@@ -275,7 +291,9 @@ def before_save(
     versions = None
     covered = None
     known = loaded.pop(VERSIONS_ATTR, None)
-    if protocol.reading() and info.normalizers is not None and _writes_every_column(info, update_fields):
+    through = protocol.reading() and info.normalizers is not None and _writes_every_column(info, update_fields)
+    # A save of obj from a receiver of its own save uses the first save's versions (see table_saved).
+    if through and not any(saved is obj for saved, _ in _saves.running):
         if obj._state.adding or obj.pk is None:
             # An insert: the row's own tags must not exist yet; the others are read now.
             versions = protocol.versions((*info.rows_tags, keys.GLOBAL_TAG))
@@ -292,7 +310,7 @@ def before_save(
             # the flush bumps the keyed tag instead).
             if reuse and info.keyed and KEYED_ATTR in loaded and not force_insert:
                 covered = (info.table, pk)
-    plan = SavePlan(info, old, versions, covered)
+    plan = SavePlan(info, old, versions, covered, using=connection.alias, through=through)
     if obj.pk is not None and not obj._state.adding and not force_insert:
         plan.marks = _expected_tags(plan, obj, connection.alias)
     return plan
@@ -362,9 +380,10 @@ def after_save(
         else:  # the save changed a watched value (pre_save, auto_now...), or wrote some fields only
             tags = changed_tags(info, using, [plan.before] if plan.before is not None else [], [new])
             loaded[ORIGINAL_ATTR] = new
-    write = None
-    if plan.versions is not None:
-        write = _write_through(plan, obj, using, written)
+    write = plan.write
+    buffer = buffers.current(connection)
+    if write is not None and buffer is not None and buffer.writes.get(write.key) is not write:
+        write = None  # a later statement touched the row (a receiver's): its entry is not this one
     otherwise: tuple[str, ...] = ()
     if info.keyed:
         old = loaded.pop(KEYED_ATTR, None)
@@ -396,11 +415,8 @@ def after_save(
     if write is None:
         return
     write.otherwise = otherwise
-    buffer = buffers.current(connection)
     if buffer is None:
         protocol.bump([], [write.as_write(set())])
-    else:
-        buffer.add_write(write)
 
 
 def on_delete(sender: type[models.Model], instance: models.Model, using: str, **kwargs: Any) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 
 from django.db import connections, models
 from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models.signals import post_save
 
 from django_cachekit.core import keys, protocol
 from django_cachekit.invalidation import buffers, keyed
@@ -145,8 +146,8 @@ class SavePlan:
     # The old and new foreign-key values and their field tags, likewise.
     early_keyed: tuple[tuple[Any, ...], tuple[Any, ...], list[str] | None] | None = None
     marks: list[str] | None = None  # what the save is expected to bump
-    written: Written | None = None  # the instance as its statement wrote it
-    using: str = ""
+    written: Any = None  # the instance as its statement wrote it (a Written, or itself)
+    connection: BaseDatabaseWrapper | None = None  # the saving connection
     through: bool = False  # whether the save writes its row's entry through
     # The fresh entry of the row as written, queued right after its statement so
     # that any later statement touching the row (a receiver's) drops it.
@@ -240,18 +241,20 @@ def table_saved(obj: models.Model, table_model: type[models.Model]) -> None:
     receiver has written the row last)."""
     if table_model is not type(obj)._meta.concrete_model:
         return
-    written = None
+    # Without a post_save receiver nothing changes the instance before the save
+    # ends: it is its own record of what was written.
+    written: Any = Written(obj) if post_save.has_listeners(type(obj)) else obj
     first = current = None
     for saved, plan in _saves.running:
         if saved is obj:
-            plan.written = written = written or Written(obj)
+            plan.written = written
             first, current = first or plan, plan
     # A save of obj from a receiver of its own save checks its entry against the
     # first save's versions: read before this batch's marks bumped them, as the check expects.
     versions = first.versions if first is not None else None
-    if current is not None and current.through and versions is not None:
-        write = current.write = _write_through(current, obj, current.using, written, versions)
-        buffer = buffers.current(connections[current.using])
+    if current is not None and current.through and versions is not None and current.connection is not None:
+        write = current.write = _write_through(current, obj, current.connection.alias, written, versions)
+        buffer = buffers.current(current.connection)
         if write is not None and buffer is not None:
             buffer.add_write(write)
 
@@ -293,7 +296,7 @@ def before_save(
     known = loaded.pop(VERSIONS_ATTR, None)
     through = protocol.reading() and info.normalizers is not None and _writes_every_column(info, update_fields)
     # A save of obj from a receiver of its own save uses the first save's versions (see table_saved).
-    if through and not any(saved is obj for saved, _ in _saves.running):
+    if through and not (_saves.running and any(saved is obj for saved, _ in _saves.running)):
         if obj._state.adding or obj.pk is None:
             # An insert: the row's own tags must not exist yet; the others are read now.
             versions = protocol.versions((*info.rows_tags, keys.GLOBAL_TAG))
@@ -310,7 +313,7 @@ def before_save(
             # the flush bumps the keyed tag instead).
             if reuse and info.keyed and KEYED_ATTR in loaded and not force_insert:
                 covered = (info.table, pk)
-    plan = SavePlan(info, old, versions, covered, using=connection.alias, through=through)
+    plan = SavePlan(info, old, versions, covered, connection=connection, through=through)
     if obj.pk is not None and not obj._state.adding and not force_insert:
         plan.marks = _expected_tags(plan, obj, connection.alias)
     return plan

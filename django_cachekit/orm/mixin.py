@@ -89,15 +89,16 @@ class CachedModelMixin(models.Model):
         *returning: Any,  # Django 6.0+: the fields to read back from the UPDATE
     ) -> Any:
         """Django's, with the statement made once per model and set of fields (see ``saves``)."""
-        modeltags.before_write(self, base_qs.model, connections[using])
+        connection = connections[using]
+        modeltags.before_write(self, base_qs.model, connection)
         statement = None
         if not (returning and returning[0]) and not self._meta.select_on_save and not base_qs.query.where:
-            statement = rowupdate.update_statement(base_qs.model, pk_val, values, connections[using])
+            statement = rowupdate.update_statement(base_qs.model, pk_val, values, connection)
         if statement is None:
             return super()._do_update(  # type: ignore[misc]
                 base_qs, using, pk_val, values, update_fields, forced_update, *returning
             )
-        with connections[using].cursor() as cursor:
+        with connection.cursor() as cursor:
             cursor.execute(*statement)
             count = cursor.rowcount
         # What Django returns: the rows updated (6.0+, nothing read back), or whether there were any.

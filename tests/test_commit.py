@@ -179,6 +179,19 @@ def test_the_declared_tags_of_a_new_row_are_marked_before_its_insert(in_the_gap)
     assert titles_of(author.pk) == ["new"]
 
 
+@needs_threads
+def test_the_declared_tags_of_bulk_created_rows_are_marked_before_their_commit(in_the_gap):
+    from tests.factories import AuthorFactory
+
+    author = AuthorFactory()
+    titles_of = _titles_by_author()
+    assert titles_of(author.pk) == []
+    seen = in_the_gap(lambda: titles_of(author.pk))
+    Article.objects.bulk_create([Article(title="bulk", author=author)])
+    assert seen == [["bulk"]]
+    assert titles_of(author.pk) == ["bulk"]
+
+
 def test_a_hook_registered_before_the_first_write_reads_the_new_row():
     article = _primed()
     seen = []

@@ -554,10 +554,15 @@ class CachedQuerySet(models.QuerySet[_M]):
         return updated
 
     def bulk_create(self, objs: Iterable[_M], *args: Any, **kwargs: Any) -> list[_M]:
-        created = super().bulk_create(objs, *args, **kwargs)
         info = meta.info(self.model)
-        if info.watched:
-            modeltags.instances_changed(self.model, self.db, [], created)
+        if not info.watched:
+            return super().bulk_create(objs, *args, **kwargs)
+        self._for_write = True  # type: ignore[attr-defined]  # as Django's bulk_create: the database written to
+        db = self.db
+        # One transaction with the rows, so their declared and touch tags are marked before its COMMIT.
+        with transaction.atomic(using=db, savepoint=False):
+            created = super().bulk_create(objs, *args, **kwargs)
+            modeltags.instances_changed(self.model, db, [], created)
         return created
 
     def bulk_update(self, objs: Iterable[_M], fields: Iterable[str], batch_size: int | None = None) -> int:

@@ -188,3 +188,23 @@ def test_a_receiver_saving_some_fields_again_writes_nothing_through(queries, rec
     assert Article.objects.values_list("title", "views").get(pk=article.pk) == ("saved", 2)
     cached_row = Article.objects.cache().get(pk=article.pk)
     assert (cached_row.title, cached_row.views) == ("saved", 2)
+
+
+def test_a_save_after_refresh_from_db_bumps_the_value_the_refresh_loaded(queries):
+    from django_cachekit import cached
+    from tests.factories import AuthorFactory
+
+    first, second, third = AuthorFactory(), AuthorFactory(), AuthorFactory()
+    article = ArticleFactory(author=first)
+
+    @cached(tags=lambda author_id: [f"author:{author_id}"])
+    def titles_of(author_id):
+        return sorted(Article.objects.filter(author_id=author_id).values_list("title", flat=True))
+
+    Article.objects.filter(pk=article.pk).update(author=second)  # another writer moves the row
+    article.refresh_from_db()
+    assert titles_of(second.pk) == [article.title]
+    article.author = third
+    article.save()
+    assert titles_of(second.pk) == []
+    assert titles_of(third.pk) == [article.title]

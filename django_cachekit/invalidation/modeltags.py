@@ -279,6 +279,30 @@ def _write_through(
     )
 
 
+def refreshed(obj: models.Model, fields: Iterable[str] | None) -> None:
+    """``obj`` was read again from the database (``refresh_from_db``): its old
+    values are the ones just read, not its first load's; after a refresh of
+    some fields they are forgotten, and its next save reads them."""
+    info = meta.info(type(obj))
+    loaded = obj.__dict__
+    keyed_names = tuple(attname for attname, _ in info.keyed)
+    if fields is not None:
+        names = set(fields)
+        get_field = info.model._meta.get_field
+        if not any(a in names or get_field(a).name in names for a in (*info.watched, *keyed_names)):
+            return
+    # The versions it was first loaded with are older than the row.
+    loaded.pop(VERSIONS_ATTR, None)
+    for attr, attnames, values in (
+        (ORIGINAL_ATTR, info.watched, info.watched_values),
+        (KEYED_ATTR, keyed_names, info.keyed_values),
+    ):
+        if fields is None and attnames and all(name in loaded for name in attnames):
+            loaded[attr] = values(obj)  # every one just read
+        else:
+            loaded.pop(attr, None)
+
+
 def before_save(
     obj: models.Model, connection: BaseDatabaseWrapper, update_fields: Iterable[str] | None, force_insert: Any
 ) -> SavePlan:

@@ -40,6 +40,10 @@ class CachedModelMixin(models.Model):
             loaded[meta.KEYED_ATTR] = tuple(loaded[name] for name, _ in info.keyed)
         return obj
 
+    def refresh_from_db(self, using: str | None = None, fields: Any = None, *args: Any, **kwargs: Any) -> None:
+        super().refresh_from_db(using, fields, *args, **kwargs)
+        modeltags.refreshed(self, fields)
+
     def save_base(
         self,
         raw: bool = False,

@@ -5,7 +5,8 @@ the cache holds."""
 import pytest
 from django.db.models.signals import post_save
 
-from tests.factories import ArticleFactory, CategoryFactory
+from django_cachekit import cached
+from tests.factories import ArticleFactory, AuthorFactory, CategoryFactory
 from tests.testapp.models import Article
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -23,6 +24,17 @@ def receiver():
     yield connect
     for func in connected:
         post_save.disconnect(func, sender=Article)
+
+
+@pytest.fixture
+def titles_of():
+    """A ``@cached`` function tagged by the ``author:<id>`` tag Article declares."""
+
+    @cached(tags=lambda author_id: [f"author:{author_id}"])
+    def titles_of(author_id):
+        return sorted(Article.objects.filter(author_id=author_id).values_list("title", flat=True))
+
+    return titles_of
 
 
 def titles(category):
@@ -68,16 +80,9 @@ def test_the_values_a_save_reports_are_the_ones_it_wrote(queries, receiver):
         assert titles(second) == []
 
 
-def test_a_save_of_some_fields_remembers_the_row_not_the_unsaved_values(queries):
-    from django_cachekit import cached
-    from tests.factories import AuthorFactory
-
+def test_a_save_of_some_fields_remembers_the_row_not_the_unsaved_values(titles_of):
     first, second, third = AuthorFactory(), AuthorFactory(), AuthorFactory()
     article = ArticleFactory(author=first)
-
-    @cached(tags=lambda author_id: [f"author:{author_id}"])
-    def titles_of(author_id):
-        return sorted(Article.objects.filter(author_id=author_id).values_list("title", flat=True))
 
     assert titles_of(first.pk) == [article.title]
     article.author = second  # in memory only: the save below does not write it
@@ -91,16 +96,9 @@ def test_a_save_of_some_fields_remembers_the_row_not_the_unsaved_values(queries)
     assert titles_of(third.pk) == [article.title]
 
 
-def test_a_post_save_receiver_that_saves_the_instance_again_is_written_through(queries, receiver):
-    from django_cachekit import cached
-    from tests.factories import AuthorFactory
-
+def test_a_post_save_receiver_that_saves_the_instance_again_is_written_through(queries, receiver, titles_of):
     first, second, third = AuthorFactory(), AuthorFactory(), AuthorFactory()
     article = ArticleFactory(title="draft", author=first)
-
-    @cached(tags=lambda author_id: [f"author:{author_id}"])
-    def titles_of(author_id):
-        return sorted(Article.objects.filter(author_id=author_id).values_list("title", flat=True))
 
     assert titles_of(third.pk) == []
 
@@ -160,8 +158,6 @@ def test_a_post_save_receiver_that_saves_another_instance_of_the_row_leaves_no_o
 
 
 def test_a_new_row_finished_by_a_second_save_in_post_save_is_written_through(queries, receiver):
-    from tests.factories import AuthorFactory
-
     def slug(sender, instance, created, **kwargs):
         if created:  # the common pattern: a value that needs the new primary key
             instance.title = f"article-{instance.pk}"
@@ -190,16 +186,9 @@ def test_a_receiver_saving_some_fields_again_writes_nothing_through(queries, rec
     assert (cached_row.title, cached_row.views) == ("saved", 2)
 
 
-def test_a_save_after_refresh_from_db_bumps_the_value_the_refresh_loaded(queries):
-    from django_cachekit import cached
-    from tests.factories import AuthorFactory
-
+def test_a_save_after_refresh_from_db_bumps_the_value_the_refresh_loaded(titles_of):
     first, second, third = AuthorFactory(), AuthorFactory(), AuthorFactory()
     article = ArticleFactory(author=first)
-
-    @cached(tags=lambda author_id: [f"author:{author_id}"])
-    def titles_of(author_id):
-        return sorted(Article.objects.filter(author_id=author_id).values_list("title", flat=True))
 
     Article.objects.filter(pk=article.pk).update(author=second)  # another writer moves the row
     article.refresh_from_db()
